@@ -1,0 +1,388 @@
+//! The accounts domain: registration, login, logout.
+//!
+//! # Layout
+//! - [`validate`]: newtypes that parse API input once, at the edge.
+//! - [`decide`]: the pure decisions and their given/when/then tests.
+//! - [`password`]: argon2id hashing on the blocking pool.
+//! - this file: the wire commands and the [`Domain`] glue (loading state in
+//!   the append transaction, writing the write model).
+
+pub mod decide;
+pub mod password;
+pub mod validate;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use forum_events::auth::{AuthEvent, Gender};
+use forum_events::{NewEvent, Service};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::runtime::{Context, Domain, Outcome};
+use crate::wire::Rejection;
+use crate::Result;
+use decide::{AccountState, NewAccount, SessionState};
+use password::Hasher;
+
+/// Create an account (and a first session).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Register {
+    /// Validated nickname.
+    pub nickname: String,
+    /// Validated e-mail address.
+    pub email: String,
+    /// The password in clear; hashed by the service.
+    pub password: String,
+    /// Trimmed first name.
+    pub first_name: String,
+    /// Trimmed last name.
+    pub last_name: String,
+    /// Age, 13–130.
+    pub age: u8,
+    /// Gender.
+    pub gender: Gender,
+}
+
+/// Open a session with a nickname or e-mail and a password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Login {
+    /// Nickname or e-mail, any case.
+    pub login: String,
+    /// The password in clear.
+    pub password: String,
+}
+
+/// End the actor's session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logout {
+    /// The session to end.
+    pub session_id: Uuid,
+}
+
+/// Every command of the accounts service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AuthCommand {
+    /// See [`Register`].
+    Register(Register),
+    /// See [`Login`].
+    Login(Login),
+    /// See [`Logout`].
+    Logout(Logout),
+}
+
+impl AuthCommand {
+    /// The last token of the command's subject.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthCommand::Register(_) => "register",
+            AuthCommand::Login(_) => "login",
+            AuthCommand::Logout(_) => "logout",
+        }
+    }
+}
+
+/// What an accepted accounts command answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AuthData {
+    /// A new account and its first session.
+    Registered {
+        /// The new user.
+        user_id: Uuid,
+        /// The session for the token.
+        session_id: Uuid,
+        /// Session expiry, µs since the epoch.
+        expires_at_us: i64,
+        /// Registration time, µs since the epoch.
+        registered_at_us: i64,
+    },
+    /// A new session.
+    LoggedIn {
+        /// Whose.
+        user_id: Uuid,
+        /// The session for the token.
+        session_id: Uuid,
+        /// Session expiry, µs since the epoch.
+        expires_at_us: i64,
+    },
+    /// The session ended.
+    LoggedOut,
+}
+
+/// A command after preparation.
+pub enum Prepared {
+    /// Registration with the password hashed and ids chosen.
+    Register(NewAccount),
+    /// Login with the password verified.
+    Login {
+        /// The account.
+        user_id: Uuid,
+        /// The new session id.
+        session_id: Uuid,
+        /// Its expiry, µs.
+        expires_at_us: i64,
+    },
+    /// Logout.
+    Logout {
+        /// The session to end.
+        session_id: Uuid,
+    },
+}
+
+/// The accounts service.
+pub struct Auth {
+    pool: PgPool,
+    hasher: Hasher,
+    session_ttl: Duration,
+}
+
+impl Auth {
+    /// A service using `pool` for look-ups, issuing sessions valid for
+    /// `session_ttl`.
+    pub fn new(pool: PgPool, session_ttl: Duration) -> Self {
+        Auth {
+            pool,
+            hasher: Hasher::new(),
+            session_ttl,
+        }
+    }
+
+    fn expiry(&self, now_us: i64) -> i64 {
+        now_us + self.session_ttl.as_micros() as i64
+    }
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl Domain for Auth {
+    const SERVICE: Service = Service::Auth;
+    type Command = AuthCommand;
+    type Prepared = Prepared;
+    type Data = AuthData;
+
+    async fn prepare(
+        &self,
+        _ctx: &Context,
+        command: AuthCommand,
+    ) -> std::result::Result<Prepared, Rejection> {
+        match command {
+            AuthCommand::Register(r) => {
+                let password_hash = self
+                    .hasher
+                    .hash(r.password)
+                    .await
+                    .map_err(|_| Rejection::Internal)?;
+                let now = now_us();
+                Ok(Prepared::Register(NewAccount {
+                    user_id: Uuid::now_v7(),
+                    session_id: Uuid::new_v4(),
+                    nickname: r.nickname,
+                    email: r.email,
+                    password_hash,
+                    first_name: r.first_name,
+                    last_name: r.last_name,
+                    age: r.age,
+                    gender: r.gender,
+                    registered_at_us: now,
+                    expires_at_us: self.expiry(now),
+                }))
+            }
+            AuthCommand::Login(l) => {
+                let key = l.login.to_lowercase();
+                let row = sqlx::query(
+                    "select user_id, password_hash from auth.accounts
+                     where nickname_key = $1 or email_key = $1 limit 1",
+                )
+                .bind(&key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "login look-up failed");
+                    Rejection::Internal
+                })?;
+                let (user_id, hash) = match row {
+                    Some(r) => (
+                        r.try_get::<Uuid, _>("user_id").ok(),
+                        r.try_get::<String, _>("password_hash").ok(),
+                    ),
+                    None => (None, None),
+                };
+                // Unknown users are verified against a dummy hash, so both
+                // failures cost the same.
+                let ok = self.hasher.verify(l.password, hash).await;
+                match (ok, user_id) {
+                    (true, Some(user_id)) => Ok(Prepared::Login {
+                        user_id,
+                        session_id: Uuid::new_v4(),
+                        expires_at_us: self.expiry(now_us()),
+                    }),
+                    _ => Err(Rejection::InvalidCredentials),
+                }
+            }
+            AuthCommand::Logout(l) => Ok(Prepared::Logout {
+                session_id: l.session_id,
+            }),
+        }
+    }
+
+    async fn execute(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[(Context, Prepared)],
+    ) -> Result<Vec<Outcome<AuthData>>> {
+        // Load, in one query each, the state every command of the batch needs.
+        let mut nick_keys = Vec::new();
+        let mut email_keys = Vec::new();
+        let mut session_ids = Vec::new();
+        for (_, p) in batch {
+            match p {
+                Prepared::Register(a) => {
+                    nick_keys.push(a.nickname.to_lowercase());
+                    email_keys.push(a.email.to_lowercase());
+                }
+                Prepared::Logout { session_id } => session_ids.push(*session_id),
+                Prepared::Login { .. } => {}
+            }
+        }
+        let mut taken_nicks = HashSet::new();
+        let mut taken_emails = HashSet::new();
+        if !nick_keys.is_empty() {
+            let rows = sqlx::query(
+                "select nickname_key, email_key from auth.accounts
+                 where nickname_key = any($1) or email_key = any($2)",
+            )
+            .bind(&nick_keys)
+            .bind(&email_keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in rows {
+                taken_nicks.insert(r.try_get::<String, _>("nickname_key")?);
+                taken_emails.insert(r.try_get::<String, _>("email_key")?);
+            }
+        }
+        let mut sessions = std::collections::HashMap::new();
+        if !session_ids.is_empty() {
+            let rows = sqlx::query(
+                "select session_id, user_id, revoked from auth.sessions where session_id = any($1)",
+            )
+            .bind(&session_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in rows {
+                sessions.insert(
+                    r.try_get::<Uuid, _>("session_id")?,
+                    SessionState {
+                        user_id: r.try_get("user_id")?,
+                        revoked: r.try_get("revoked")?,
+                    },
+                );
+            }
+        }
+
+        // Decide in order; each accepted command updates the in-memory state
+        // the next ones see.
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::new();
+        for (ctx, p) in batch {
+            let decided = match p {
+                Prepared::Register(a) => {
+                    let nick = a.nickname.to_lowercase();
+                    let email = a.email.to_lowercase();
+                    let state = AccountState {
+                        nickname_taken: taken_nicks.contains(&nick),
+                        email_taken: taken_emails.contains(&email),
+                    };
+                    decide::register(&state, a).map(|events| {
+                        taken_nicks.insert(nick);
+                        taken_emails.insert(email);
+                        let data = AuthData::Registered {
+                            user_id: a.user_id,
+                            session_id: a.session_id,
+                            expires_at_us: a.expires_at_us,
+                            registered_at_us: a.registered_at_us,
+                        };
+                        (events, data)
+                    })
+                }
+                Prepared::Login {
+                    user_id,
+                    session_id,
+                    expires_at_us,
+                } => Ok((
+                    decide::login(*user_id, *session_id, *expires_at_us),
+                    AuthData::LoggedIn {
+                        user_id: *user_id,
+                        session_id: *session_id,
+                        expires_at_us: *expires_at_us,
+                    },
+                )),
+                Prepared::Logout { session_id } => {
+                    let state = sessions.get(session_id).cloned();
+                    decide::logout(state.as_ref(), ctx.actor, *session_id).map(|events| {
+                        if let Some(s) = sessions.get_mut(session_id) {
+                            s.revoked = true;
+                        }
+                        (events, AuthData::LoggedOut)
+                    })
+                }
+            };
+            outcomes.push(decided.map(|(events, data)| {
+                accepted.extend(events.iter().cloned());
+                (events.iter().map(to_new_event).collect(), data)
+            }));
+        }
+        write_model(tx, &accepted).await?;
+        Ok(outcomes)
+    }
+}
+
+/// The stream and version an auth event is stored under.
+fn to_new_event(event: &AuthEvent) -> NewEvent {
+    let (stream, version) = match event {
+        AuthEvent::UserRegistered(e) => (e.user_id, 1),
+        AuthEvent::SessionStarted(e) => (e.session_id, 1),
+        AuthEvent::SessionRevoked(e) => (e.session_id, 2),
+    };
+    NewEvent::new(stream, version, Uuid::now_v7(), event)
+}
+
+/// Keeps `auth.accounts` and `auth.sessions` in step with the events, in
+/// the append transaction.
+async fn write_model(tx: &mut PgConnection, events: &[AuthEvent]) -> Result<()> {
+    for event in events {
+        match event {
+            AuthEvent::UserRegistered(e) => {
+                sqlx::query(
+                    "insert into auth.accounts (user_id, nickname_key, email_key, password_hash, version)
+                     values ($1, $2, $3, $4, 1)",
+                )
+                .bind(e.user_id)
+                .bind(e.nickname.to_lowercase())
+                .bind(e.email.to_lowercase())
+                .bind(&e.password_hash)
+                .execute(&mut *tx)
+                .await?;
+            }
+            AuthEvent::SessionStarted(e) => {
+                sqlx::query(
+                    "insert into auth.sessions (session_id, user_id, expires_at) values ($1, $2, $3)",
+                )
+                .bind(e.session_id)
+                .bind(e.user_id)
+                .bind(forum_store::log::to_time(e.expires_at_us))
+                .execute(&mut *tx)
+                .await?;
+            }
+            AuthEvent::SessionRevoked(e) => {
+                sqlx::query("update auth.sessions set revoked = true where session_id = $1")
+                    .bind(e.session_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}

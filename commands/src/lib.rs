@@ -1,0 +1,20 @@
+//! The command side: command and reply types on the wire, the pure
+//! decisions of each domain, and the service runtime that receives commands
+//! from NATS, decides, appends to the service's event log and replies.
+//!
+//! # Layout
+//! - [`wire`]: the command envelope and the reply, postcard-encoded on NATS.
+//! - [`runtime`]: one service instance: queue-group subscription, a
+//!   concurrent `prepare` step (slow work such as password hashing, outside
+//!   any lock), then batches of prepared commands decided and appended in one
+//!   transaction under the service's append lock (group commit).
+//! - [`auth`]: the accounts domain: validation newtypes, commands, decisions.
+//! - [`error`]: the crate's error type.
+
+pub mod auth;
+pub mod error;
+pub mod runtime;
+pub mod wire;
+
+pub use error::{Error, Result};
+pub use wire::{Envelope, Rejection, Reply};

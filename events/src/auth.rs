@@ -1,0 +1,242 @@
+//! Events of the accounts service (log `auth`).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::codec::{decode, encode, DecodeError};
+use crate::{EventSet, Service};
+
+/// A user's declared gender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gender {
+    /// `female`
+    Female,
+    /// `male`
+    Male,
+    /// `other`
+    Other,
+    /// `unspecified`
+    Unspecified,
+}
+
+impl Gender {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gender::Female => "female",
+            Gender::Male => "male",
+            Gender::Other => "other",
+            Gender::Unspecified => "unspecified",
+        }
+    }
+
+    /// Parses the API spelling.
+    pub fn parse(s: &str) -> Option<Gender> {
+        match s {
+            "female" => Some(Gender::Female),
+            "male" => Some(Gender::Male),
+            "other" => Some(Gender::Other),
+            "unspecified" => Some(Gender::Unspecified),
+            _ => None,
+        }
+    }
+}
+
+/// A new account was created (`user_registered`, v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    /// The new user's id (also the stream id).
+    pub user_id: Uuid,
+    /// The nickname, with the case it was registered with.
+    pub nickname: String,
+    /// The e-mail address, as given.
+    pub email: String,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+    /// First name, trimmed.
+    pub first_name: String,
+    /// Last name, trimmed.
+    pub last_name: String,
+    /// Age in years.
+    pub age: u8,
+    /// Declared gender.
+    pub gender: Gender,
+    /// Registration time, microseconds since the epoch.
+    pub registered_at_us: i64,
+}
+
+/// A session began, by registration or login (`session_started`, v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStarted {
+    /// The session id carried in the token.
+    pub session_id: Uuid,
+    /// Whose session.
+    pub user_id: Uuid,
+    /// When the token expires, microseconds since the epoch.
+    pub expires_at_us: i64,
+}
+
+/// A session was ended by logout (`session_revoked`, v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRevoked {
+    /// The session that ended.
+    pub session_id: Uuid,
+    /// Whose session.
+    pub user_id: Uuid,
+}
+
+/// Every event of the accounts service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthEvent {
+    /// See [`UserRegistered`].
+    UserRegistered(UserRegistered),
+    /// See [`SessionStarted`].
+    SessionStarted(SessionStarted),
+    /// See [`SessionRevoked`].
+    SessionRevoked(SessionRevoked),
+}
+
+impl EventSet for AuthEvent {
+    const SERVICE: Service = Service::Auth;
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            AuthEvent::UserRegistered(_) => "user_registered",
+            AuthEvent::SessionStarted(_) => "session_started",
+            AuthEvent::SessionRevoked(_) => "session_revoked",
+        }
+    }
+
+    fn schema_version(&self) -> u16 {
+        1
+    }
+
+    fn encode_payload(&self) -> Vec<u8> {
+        match self {
+            AuthEvent::UserRegistered(e) => encode(e),
+            AuthEvent::SessionStarted(e) => encode(e),
+            AuthEvent::SessionRevoked(e) => encode(e),
+        }
+    }
+
+    fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<Self, DecodeError> {
+        match (event_type, schema_version) {
+            ("user_registered", 1) => decode(payload).map(AuthEvent::UserRegistered),
+            ("session_started", 1) => decode(payload).map(AuthEvent::SessionStarted),
+            ("session_revoked", 1) => decode(payload).map(AuthEvent::SessionRevoked),
+            _ => Err(DecodeError::UnknownType {
+                event_type: event_type.to_string(),
+                schema_version,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> Uuid {
+        Uuid::from_bytes([n; 16])
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// (type, version, golden bytes, the event they must decode to).
+    fn golden() -> Vec<(&'static str, u16, &'static str, AuthEvent)> {
+        vec![
+            (
+                "user_registered",
+                1,
+                "1001010101010101010101010101010101036e69630a6e69634065782e6f7267067068633a7678024e69024c612a0080897a",
+                AuthEvent::UserRegistered(UserRegistered {
+                    user_id: id(1),
+                    nickname: "nic".into(),
+                    email: "nic@ex.org".into(),
+                    password_hash: "phc:vx".into(),
+                    first_name: "Ni".into(),
+                    last_name: "La".into(),
+                    age: 42,
+                    gender: Gender::Female,
+                    registered_at_us: 1_000_000,
+                }),
+            ),
+            (
+                "session_started",
+                1,
+                "1002020202020202020202020202020202100101010101010101010101010101010180897a",
+                AuthEvent::SessionStarted(SessionStarted {
+                    session_id: id(2),
+                    user_id: id(1),
+                    expires_at_us: 1_000_000,
+                }),
+            ),
+            (
+                "session_revoked",
+                1,
+                "10020202020202020202020202020202021001010101010101010101010101010101",
+                AuthEvent::SessionRevoked(SessionRevoked {
+                    session_id: id(2),
+                    user_id: id(1),
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn golden_vectors_of_every_auth_event_decode() {
+        for (ty, ver, bytes, expected) in golden() {
+            let decoded = AuthEvent::decode(ty, ver, &unhex(bytes))
+                .unwrap_or_else(|e| panic!("{ty} v{ver}: {e}"));
+            assert_eq!(decoded, expected, "{ty} v{ver}");
+            assert_eq!(
+                hex(&expected.encode_payload()),
+                bytes,
+                "{ty} v{ver} encodes"
+            );
+            assert_eq!(expected.event_type(), ty);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let (ty, ver, bytes, _) = &golden()[2];
+        let mut b = unhex(bytes);
+        b.push(0);
+        assert_eq!(
+            AuthEvent::decode(ty, *ver, &b),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_versions_are_rejected() {
+        assert!(matches!(
+            AuthEvent::decode("user_registered", 9, &[]),
+            Err(DecodeError::UnknownType { .. })
+        ));
+        assert!(matches!(
+            AuthEvent::decode("nope", 1, &[]),
+            Err(DecodeError::UnknownType { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_payloads_are_malformed() {
+        let (ty, ver, bytes, _) = &golden()[1];
+        let b = unhex(bytes);
+        assert!(matches!(
+            AuthEvent::decode(ty, *ver, &b[..b.len() - 3]),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+}

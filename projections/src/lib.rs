@@ -1,0 +1,35 @@
+//! Read models built only from events.
+//!
+//! # Layout
+//! - [`projection`]: the [`Projection`] trait every read model implements.
+//! - [`registry`]: versions. A projection version lives in its own schema
+//!   `proj_<name>_v<version>`; reads go through views in schema `read`
+//!   that point at the live version, so a switch is one transaction.
+//! - [`runner`]: keeps one projection current from one log: reads events
+//!   after its checkpoint, applies them and moves the checkpoint in the same
+//!   transaction (a redelivered event changes nothing), then announces its
+//!   position on NATS so writers can wait for their reads.
+//! - [`users`], [`sessions`]: the accounts read models.
+//! - [`error`]: the crate's error type.
+
+pub mod error;
+pub mod projection;
+pub mod registry;
+pub mod runner;
+pub mod sessions;
+pub mod users;
+
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use projection::{Progress, Projection};
+
+/// Every projection this build knows, at its code version.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(users::Users), Arc::new(sessions::Sessions)]
+}
+
+/// The projection named `name`, if this build knows it.
+pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}

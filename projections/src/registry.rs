@@ -1,0 +1,200 @@
+//! Projection versions: which is live, which is being rebuilt, where each
+//! one's checkpoints stand.
+
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::{Projection, Result};
+
+/// The advisory lock class for registry changes of one projection.
+const REGISTRY_LOCK_CLASS: i32 = 0x5052_4f4a;
+
+/// Serializes registry changes of `projection` for the transaction.
+///
+/// # Errors
+/// Database failure.
+pub async fn lock(tx: &mut PgConnection, projection: &str) -> Result<()> {
+    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(REGISTRY_LOCK_CLASS)
+        .bind(projection)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Creates version `version`'s schema, tables and checkpoints (at zero),
+/// registered in `state`. Does nothing for a version that exists.
+///
+/// # Errors
+/// Database failure.
+pub async fn create_version(
+    tx: &mut PgConnection,
+    p: &dyn Projection,
+    version: u32,
+    state: &str,
+) -> Result<()> {
+    let schema = p.schema(version);
+    sqlx::query(&format!("create schema if not exists {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(&p.create_sql(&schema))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "insert into proj.registry (projection, version, state) values ($1, $2, $3)
+         on conflict do nothing",
+    )
+    .bind(p.name())
+    .bind(version as i32)
+    .bind(state)
+    .execute(&mut *tx)
+    .await?;
+    for service in p.sources() {
+        sqlx::query(
+            "insert into proj.checkpoints (projection, version, service) values ($1, $2, $3)
+             on conflict do nothing",
+        )
+        .bind(p.name())
+        .bind(version as i32)
+        .bind(service.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Points the `read.<table>` views at `version`.
+///
+/// # Errors
+/// Database failure.
+pub async fn point_views(tx: &mut PgConnection, p: &dyn Projection, version: u32) -> Result<()> {
+    let schema = p.schema(version);
+    for table in p.tables() {
+        sqlx::query(&format!("drop view if exists read.{table}"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "create view read.{table} as select * from {schema}.{table}"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The live version of a projection, if any.
+///
+/// # Errors
+/// Database failure.
+pub async fn live_version(conn: &mut PgConnection, name: &str) -> Result<Option<u32>> {
+    let v: Option<i32> = sqlx::query_scalar(
+        "select version from proj.registry where projection = $1 and state = 'live'",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(v.map(|v| v as u32))
+}
+
+/// Makes sure the projection has a live version: on a new database, the
+/// code's version is created and made live (it then fills from position
+/// zero). Returns the live version.
+///
+/// # Errors
+/// Database failure.
+pub async fn ensure_live(pool: &PgPool, p: &dyn Projection) -> Result<u32> {
+    let mut tx = pool.begin().await?;
+    lock(&mut tx, p.name()).await?;
+    let live = match live_version(&mut tx, p.name()).await? {
+        Some(v) => v,
+        None => {
+            create_version(&mut tx, p, p.version(), "live").await?;
+            sqlx::query(
+                "update proj.registry set switched_at = now() where projection = $1 and version = $2",
+            )
+            .bind(p.name())
+            .bind(p.version() as i32)
+            .execute(&mut *tx)
+            .await?;
+            point_views(&mut tx, p, p.version()).await?;
+            p.version()
+        }
+    };
+    tx.commit().await?;
+    Ok(live)
+}
+
+/// Where a projection version's checkpoints stand, per log.
+///
+/// # Errors
+/// Database failure.
+pub async fn checkpoints(
+    conn: &mut PgConnection,
+    name: &str,
+    version: u32,
+) -> Result<Vec<(String, u64)>> {
+    let rows = sqlx::query(
+        "select service, position from proj.checkpoints
+         where projection = $1 and version = $2 order by service",
+    )
+    .bind(name)
+    .bind(version as i32)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>("service")?,
+                r.try_get::<i64, _>("position")? as u64,
+            ))
+        })
+        .collect()
+}
+
+/// Records a poison event on a projection version.
+///
+/// # Errors
+/// Database failure.
+pub async fn record_error(pool: &PgPool, name: &str, version: u32, e: &crate::Error) -> Result<()> {
+    let (service, position, event_type) = match e {
+        crate::Error::Poison {
+            service,
+            position,
+            event_type,
+            ..
+        } => (
+            Some(service.as_str()),
+            Some(*position as i64),
+            Some(event_type.as_str()),
+        ),
+        _ => (None, None, None),
+    };
+    sqlx::query(
+        "update proj.registry set error = $3, error_service = $4, error_position = $5, error_type = $6
+         where projection = $1 and version = $2",
+    )
+    .bind(name)
+    .bind(version as i32)
+    .bind(e.to_string())
+    .bind(service)
+    .bind(position)
+    .bind(event_type)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Clears a recorded error (after a fix, at start).
+///
+/// # Errors
+/// Database failure.
+pub async fn clear_error(pool: &PgPool, name: &str, version: u32) -> Result<()> {
+    sqlx::query(
+        "update proj.registry set error = null, error_service = null, error_position = null, error_type = null
+         where projection = $1 and version = $2",
+    )
+    .bind(name)
+    .bind(version as i32)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! A service's append-only event log (`<service>.events`).
+
+use chrono::{DateTime, Utc};
+use forum_events::{Metadata, NewEvent, RecordedEvent, Service};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::Result;
+
+/// The advisory lock class of event-log appends (the first key of
+/// `pg_advisory_xact_lock(int, int)`); the second key is the service.
+const APPEND_LOCK_CLASS: i32 = 0x464f_5255;
+
+fn service_key(service: Service) -> i32 {
+    match service {
+        Service::Auth => 1,
+        Service::Posts => 2,
+        Service::Chat => 3,
+        Service::Notifications => 4,
+    }
+}
+
+/// The Postgres NOTIFY channel announcing new events in a log.
+pub fn channel(service: Service) -> String {
+    format!("forum_log_{}", service.as_str())
+}
+
+/// Takes the service's append lock for the rest of the transaction. Every
+/// append in this transaction must come after it; appends of the service
+/// then commit one transaction at a time, in position order.
+///
+/// # Errors
+/// Database failure.
+pub async fn lock(tx: &mut PgConnection, service: Service) -> Result<()> {
+    sqlx::query("select pg_advisory_xact_lock($1, $2)")
+        .bind(APPEND_LOCK_CLASS)
+        .bind(service_key(service))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// An event with the metadata it is stored with.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The event.
+    pub event: NewEvent,
+    /// Its metadata.
+    pub metadata: Metadata,
+}
+
+/// Appends events to the log in one multi-row insert and announces them.
+/// The caller must hold [`lock`] in the same transaction. Returns the
+/// recorded events with their positions.
+///
+/// # Errors
+/// [`crate::Error::Conflict`] when a (stream, version) already exists: a
+/// concurrent decision on a stale state.
+pub async fn append(
+    tx: &mut PgConnection,
+    service: Service,
+    events: Vec<Pending>,
+) -> Result<Vec<RecordedEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let head: i64 = sqlx::query_scalar(&format!(
+        "select coalesce(max(position), 0) from {}.events",
+        service.as_str()
+    ))
+    .fetch_one(&mut *tx)
+    .await?;
+    let n = events.len();
+    let mut positions = Vec::with_capacity(n);
+    let mut streams = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut schemas = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut correlations = Vec::with_capacity(n);
+    let mut causations = Vec::with_capacity(n);
+    let mut actors = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    for (i, p) in events.iter().enumerate() {
+        positions.push(head + 1 + i as i64);
+        streams.push(p.event.stream_id);
+        versions.push(p.event.version as i32);
+        ids.push(p.event.event_id);
+        types.push(p.event.event_type);
+        schemas.push(p.event.schema_version as i16);
+        payloads.push(p.event.payload.as_slice());
+        correlations.push(p.metadata.correlation_id);
+        causations.push(p.metadata.causation_id);
+        actors.push(p.metadata.actor);
+        times.push(to_time(p.metadata.recorded_at_us));
+    }
+    sqlx::query(&format!(
+        "insert into {}.events (position, stream_id, version, event_id, event_type, schema_version,
+                                payload, correlation_id, causation_id, actor, recorded_at)
+         select * from unnest($1::bigint[], $2::uuid[], $3::int[], $4::uuid[], $5::text[],
+                              $6::smallint[], $7::bytea[], $8::uuid[], $9::uuid[], $10::uuid[],
+                              $11::timestamptz[])",
+        service.as_str()
+    ))
+    .bind(&positions)
+    .bind(&streams)
+    .bind(&versions)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&schemas)
+    .bind(&payloads)
+    .bind(&correlations)
+    .bind(&causations)
+    .bind(&actors)
+    .bind(&times)
+    .execute(&mut *tx)
+    .await?;
+    let last = head + n as i64;
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(channel(service))
+        .bind(last.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(events
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| RecordedEvent {
+            service,
+            position: (head + 1 + i as i64) as u64,
+            stream_id: p.event.stream_id,
+            version: p.event.version,
+            event_id: p.event.event_id,
+            event_type: p.event.event_type.to_string(),
+            schema_version: p.event.schema_version,
+            payload: p.event.payload,
+            metadata: p.metadata,
+        })
+        .collect())
+}
+
+/// Reads up to `limit` events after `after`, in position order.
+///
+/// # Errors
+/// Database failure.
+pub async fn read_after(
+    conn: &mut PgConnection,
+    service: Service,
+    after: u64,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>> {
+    let rows = sqlx::query(&format!(
+        "select position, stream_id, version, event_id, event_type, schema_version, payload,
+                correlation_id, causation_id, actor, recorded_at
+         from {}.events where position > $1 order by position limit $2",
+        service.as_str()
+    ))
+    .bind(after as i64)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(|r| from_row(service, &r)).collect()
+}
+
+/// Reads every event of one stream, in version order.
+///
+/// # Errors
+/// Database failure.
+pub async fn read_stream(
+    conn: &mut PgConnection,
+    service: Service,
+    stream_id: Uuid,
+) -> Result<Vec<RecordedEvent>> {
+    let rows = sqlx::query(&format!(
+        "select position, stream_id, version, event_id, event_type, schema_version, payload,
+                correlation_id, causation_id, actor, recorded_at
+         from {}.events where stream_id = $1 order by version",
+        service.as_str()
+    ))
+    .bind(stream_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(|r| from_row(service, &r)).collect()
+}
+
+/// The last position of a log (0 when empty).
+///
+/// # Errors
+/// Database failure.
+pub async fn head(conn: &mut PgConnection, service: Service) -> Result<u64> {
+    let head: i64 = sqlx::query_scalar(&format!(
+        "select coalesce(max(position), 0) from {}.events",
+        service.as_str()
+    ))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(head as u64)
+}
+
+fn from_row(service: Service, r: &sqlx::postgres::PgRow) -> Result<RecordedEvent> {
+    let recorded_at: DateTime<Utc> = r.try_get("recorded_at")?;
+    Ok(RecordedEvent {
+        service,
+        position: r.try_get::<i64, _>("position")? as u64,
+        stream_id: r.try_get("stream_id")?,
+        version: r.try_get::<i32, _>("version")? as u32,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        schema_version: r.try_get::<i16, _>("schema_version")? as u16,
+        payload: r.try_get("payload")?,
+        metadata: Metadata {
+            correlation_id: r.try_get("correlation_id")?,
+            causation_id: r.try_get("causation_id")?,
+            actor: r.try_get("actor")?,
+            recorded_at_us: recorded_at.timestamp_micros(),
+        },
+    })
+}
+
+/// Microseconds since the epoch as a UTC time.
+pub fn to_time(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}

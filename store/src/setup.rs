@@ -1,0 +1,110 @@
+//! Connecting to Postgres and NATS; migrations; the JetStream stream.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use forum_events::subject::Subjects;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::{Error, Result};
+
+/// Connects a pool to `url`.
+///
+/// # Errors
+/// When the URL is invalid or the server cannot be reached.
+pub async fn connect_pg(url: &str, max_connections: u32) -> Result<PgPool> {
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .log_statements(tracing::log::LevelFilter::Trace);
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?)
+}
+
+/// Creates the database named in `url` when it does not exist, connecting
+/// to the server's `postgres` database to do so.
+///
+/// # Errors
+/// When the server cannot be reached or refuses.
+pub async fn create_database(url: &str) -> Result<()> {
+    let options: PgConnectOptions = url.parse()?;
+    let name = options.get_database().unwrap_or("forum").to_string();
+    let admin = options.clone().database("postgres");
+    let mut conn = sqlx::PgConnection::connect_with(&admin).await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&format!("create database {quoted}"))
+            .execute(&mut conn)
+            .await
+        {
+            // A concurrent creator won: fine.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Applies the migrations in `migrations/` (embedded at build time).
+///
+/// # Errors
+/// When a migration fails or a released one was changed.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    sqlx::migrate!("../migrations").run(pool).await?;
+    Ok(())
+}
+
+/// Connects to NATS.
+///
+/// # Errors
+/// When the server cannot be reached.
+pub async fn connect_nats(url: &str, name: &str) -> Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(10)))
+        .connect(url)
+        .await
+        .map_err(|e| Error::Nats(e.to_string()))
+}
+
+/// Creates or updates the stream capturing `<prefix>.evt.>`: file storage,
+/// two-minute de-duplication window on `Nats-Msg-Id`, events kept 30 days
+/// (the Postgres logs keep them for ever).
+///
+/// # Errors
+/// When JetStream is not enabled or refuses the configuration.
+pub async fn ensure_stream(js: &jetstream::Context, subjects: &Subjects) -> Result<()> {
+    let config = jetstream::stream::Config {
+        name: subjects.stream_name(),
+        subjects: vec![subjects.all_events()],
+        storage: jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        ..Default::default()
+    };
+    js.create_or_update_stream(config)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::Nats(format!("stream {}: {e}", subjects.stream_name())))
+}
+
+/// Deletes the stream (used by tests to clean up after themselves).
+///
+/// # Errors
+/// When JetStream refuses.
+pub async fn delete_stream(js: &jetstream::Context, subjects: &Subjects) -> Result<()> {
+    js.delete_stream(subjects.stream_name())
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::Nats(e.to_string()))
+}
