@@ -16,7 +16,8 @@ pub trait Projection: Send + Sync + 'static {
     fn version(&self) -> u32;
     /// The logs it reads.
     fn sources(&self) -> &'static [Service];
-    /// `create table` statements for the tables, in schema `schema`.
+    /// `create table` / `create index` statements for the tables, in schema
+    /// `schema`, separated by `;` (no `;` inside a statement).
     fn create_sql(&self, schema: &str) -> String;
     /// The tables exposed as views `read.<table>`.
     fn tables(&self) -> &'static [&'static str];

@@ -36,9 +36,14 @@ pub async fn create_version(
     sqlx::query(&format!("create schema if not exists {schema}"))
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(&p.create_sql(&schema))
-        .execute(&mut *tx)
-        .await?;
+    for statement in p
+        .create_sql(&schema)
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
     sqlx::query(
         "insert into proj.registry (projection, version, state) values ($1, $2, $3)
          on conflict do nothing",
@@ -101,7 +106,14 @@ pub async fn live_version(conn: &mut PgConnection, name: &str) -> Result<Option<
 ///
 /// # Errors
 /// Database failure.
-pub async fn ensure_live(pool: &PgPool, p: &dyn Projection) -> Result<u32> {
+pub fn ensure_live<'a>(
+    pool: &'a PgPool,
+    p: &'a dyn Projection,
+) -> futures::future::BoxFuture<'a, Result<u32>> {
+    Box::pin(ensure_live_inner(pool, p))
+}
+
+async fn ensure_live_inner(pool: &PgPool, p: &dyn Projection) -> Result<u32> {
     let mut tx = pool.begin().await?;
     lock(&mut tx, p.name()).await?;
     let live = match live_version(&mut tx, p.name()).await? {

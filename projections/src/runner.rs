@@ -24,7 +24,17 @@ pub const LIVE_BATCH: i64 = 1_000;
 /// # Errors
 /// [`Error::Poison`] when an event cannot be applied (nothing of the batch
 /// is kept); database errors.
-pub async fn step(
+pub fn step<'a>(
+    pool: &'a PgPool,
+    p: &'a dyn Projection,
+    version: u32,
+    service: Service,
+    batch: i64,
+) -> futures::future::BoxFuture<'a, Result<Option<(u64, usize)>>> {
+    Box::pin(step_inner(pool, p, version, service, batch))
+}
+
+async fn step_inner(
     pool: &PgPool,
     p: &dyn Projection,
     version: u32,

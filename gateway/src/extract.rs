@@ -1,0 +1,245 @@
+//! Extractors whose rejections are [`ApiError`]s: the JSON body, the
+//! authenticated user, the request id.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts, HeaderMap};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The most a request body may hold.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A JSON object body. 415 for another content type, 413 past 64 KiB, 400
+/// `malformed_json` for bytes that are not JSON, 400 `validation_failed`
+/// for JSON that is not an object.
+pub struct JsonBody(pub Map<String, Value>);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY) {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        match value {
+            Value::Object(map) => Ok(JsonBody(map)),
+            _ => Err(ApiError::field("body", "must be a JSON object")),
+        }
+    }
+}
+
+/// Reads typed fields out of a JSON object, collecting every problem so one
+/// answer names all the bad fields.
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    errors: BTreeMap<String, String>,
+}
+
+impl<'a> Fields<'a> {
+    /// Starts reading `map`.
+    pub fn new(map: &'a Map<String, Value>) -> Self {
+        Fields {
+            map,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Records a problem with `name`.
+    pub fn fail(&mut self, name: &str, message: &str) {
+        self.errors
+            .entry(name.to_string())
+            .or_insert_with(|| message.to_string());
+    }
+
+    /// A required string.
+    pub fn string(&mut self, name: &str) -> Option<&'a str> {
+        match self.map.get(name) {
+            Some(Value::String(s)) => Some(s.as_str()),
+            None => {
+                self.fail(name, "is required");
+                None
+            }
+            Some(_) => {
+                self.fail(name, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A required string, parsed by `parse` (its error is the message).
+    pub fn parsed<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, &'static str>,
+    ) -> Option<T> {
+        let s = self.string(name)?;
+        match parse(s) {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.fail(name, m);
+                None
+            }
+        }
+    }
+
+    /// A required integer (a JSON number without a fraction).
+    pub fn integer(&mut self, name: &str) -> Option<i64> {
+        match self.map.get(name) {
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(i) => Some(i),
+                None => {
+                    self.fail(name, "must be an integer");
+                    None
+                }
+            },
+            None => {
+                self.fail(name, "is required");
+                None
+            }
+            Some(_) => {
+                self.fail(name, "must be an integer");
+                None
+            }
+        }
+    }
+
+    /// Whether `name` is present at all.
+    pub fn has(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// The raw value of `name`.
+    pub fn raw(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name)
+    }
+
+    /// Ends reading: the collected problems as a 400, if any.
+    ///
+    /// # Errors
+    /// [`ApiError::Validation`] naming every bad field.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}
+
+/// The token of a request: `Authorization: Bearer …`, else the `session`
+/// cookie.
+pub fn token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut parts = auth.splitn(2, ' ');
+        if let (Some(scheme), Some(t)) = (parts.next(), parts.next()) {
+            if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() {
+                return Some(t.trim());
+            }
+        }
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == "session")
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+/// The authenticated user of a request: a valid token whose session is
+/// open. Anything else is 401 `unauthorized`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    /// The user.
+    pub user_id: Uuid,
+    /// The session the token belongs to.
+    pub session_id: Uuid,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(*user);
+        }
+        let token = token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let user = state.authenticate(token).await?;
+        parts.extensions.insert(user);
+        Ok(user)
+    }
+}
+
+/// The authenticated user, or `None` for an anonymous request (a bad token
+/// is still 401).
+pub struct MaybeUser(pub Option<AuthUser>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if token(&parts.headers).is_none() {
+            return Ok(MaybeUser(None));
+        }
+        AuthUser::from_request_parts(parts, state)
+            .await
+            .map(|u| MaybeUser(Some(u)))
+    }
+}
+
+/// The request's correlation id: the client's `X-Request-Id` when it is a
+/// UUID, else a new one. Set by the request-id middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .copied()
+            .unwrap_or_else(|| RequestId(Uuid::now_v7())))
+    }
+}

@@ -1,0 +1,224 @@
+//! The gateway: the HTTP API and the live feed. It authenticates, validates
+//! the request's shape, sends a command over NATS, waits until the read
+//! models reflect it (read-your-writes) and answers; reads go straight to
+//! the Postgres read views. It keeps no state of its own, so any number of
+//! gateways can run side by side.
+//!
+//! # Layout
+//! - [`routes`]: one module per area, each exposing `router()`.
+//! - [`extract`]: the JSON body, the authenticated user, the request id.
+//! - [`error`]: [`error::ApiError`], the only error the API answers.
+//! - [`bus`]: commands over NATS request-reply.
+//! - [`watermarks`]: waiting for the projections after a write.
+//! - [`idempotency`]: the `Idempotency-Key` middleware.
+//! - [`token`]: session tokens (JWT).
+//! - [`metrics`], [`time`], [`openapi`]: counters, time format, API description.
+
+pub mod bus;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod time;
+pub mod token;
+pub mod watermarks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use forum_events::subject::Subjects;
+use sqlx::PgPool;
+use tokio::net::{TcpListener, TcpSocket};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::bus::Bus;
+use crate::error::ApiError;
+use crate::extract::{AuthUser, RequestId};
+use crate::metrics::Metrics;
+use crate::token::Tokens;
+use crate::watermarks::Watermarks;
+
+/// The gateway's settings.
+#[derive(Clone)]
+pub struct Config {
+    /// The HS256 secret for session tokens.
+    pub jwt_secret: Vec<u8>,
+    /// How long to wait for a service's reply.
+    pub command_timeout: Duration,
+    /// How long to wait for the read models after a write.
+    pub read_timeout: Duration,
+    /// Mark the session cookie `Secure` (behind HTTPS).
+    pub cookie_secure: bool,
+}
+
+/// What every handler shares; cloning is shallow.
+#[derive(Clone)]
+pub struct AppState {
+    /// Postgres, for reads.
+    pub pool: PgPool,
+    /// NATS.
+    pub nats: async_nats::Client,
+    /// Names under the configured prefix.
+    pub subjects: Subjects,
+    /// The command bus.
+    pub bus: Bus,
+    /// Projection checkpoints, for read-your-writes.
+    pub watermarks: Watermarks,
+    /// Token signing and checking.
+    pub tokens: Arc<Tokens>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Settings.
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Builds the state and starts following the projectors.
+    ///
+    /// # Errors
+    /// When NATS refuses the subscription.
+    pub async fn new(
+        config: Config,
+        pool: PgPool,
+        nats: async_nats::Client,
+        subjects: Subjects,
+    ) -> Result<Self, ApiError> {
+        let metrics = Metrics::default();
+        let bus = Bus::new(
+            nats.clone(),
+            subjects.clone(),
+            config.command_timeout,
+            metrics.clone(),
+        );
+        let watermarks = Watermarks::new(pool.clone(), config.read_timeout);
+        watermarks.follow(nats.clone(), &subjects).await?;
+        Ok(AppState {
+            pool,
+            nats,
+            subjects,
+            bus,
+            watermarks,
+            tokens: Arc::new(Tokens::new(&config.jwt_secret)),
+            metrics,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Checks a token: signature, expiry, and that its session is open.
+    ///
+    /// # Errors
+    /// 401 `unauthorized`.
+    pub async fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
+        let claims = self.tokens.verify(token).ok_or(ApiError::Unauthorized)?;
+        let open: bool = sqlx::query_scalar(
+            "select exists (select 1 from read.sessions
+                            where id = $1 and user_id = $2 and revoked_at is null and expires_at > now())",
+        )
+        .bind(claims.sid)
+        .bind(claims.sub)
+        .fetch_one(&self.pool)
+        .await?;
+        if open {
+            Ok(AuthUser {
+                user_id: claims.sub,
+                session_id: claims.sid,
+            })
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::ops::router())
+        .nest(
+            "/api",
+            routes::auth::router()
+                .merge(routes::users::router())
+                .merge(routes::docs::router())
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    idempotency::layer,
+                )),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Request id, tracing span and metrics around every request.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .unwrap_or_else(Uuid::now_v7);
+    req.extensions_mut().insert(RequestId(id));
+    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), correlation_id = %id);
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status();
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let micros = started.elapsed().as_micros() as u64;
+    state.metrics.request(status.as_u16(), micros);
+    span.in_scope(|| {
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(status = status.as_u16(), micros, "answered");
+        } else {
+            tracing::debug!(status = status.as_u16(), micros, "answered");
+        }
+    });
+    response
+}
+
+/// Binds `addr` with a listen backlog large enough for thousands of sockets
+/// connecting at once.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight.
+///
+/// # Errors
+/// I/O failure of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A response with no body.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,49 @@
+//! The OpenAPI description, generated from the handlers' annotations and
+//! served at `/api/openapi.json`.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+/// The API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Forum API", version = "1",
+         description = "Real-time forum backend. Errors always have the body `{\"error\": {\"code\", \"message\", \"fields\"?}}`. \
+Besides the codes of the contract, an unsupported method on a known path answers 405 `method_not_allowed`. \
+Every write accepts `Idempotency-Key` (1-128 characters). Live feed: `GET /api/ws` (WebSocket)."),
+    paths(
+        routes::ops::healthz, routes::ops::readyz, routes::ops::metrics,
+        routes::auth::register, routes::auth::login, routes::auth::logout, routes::auth::me,
+        routes::users::get_user,
+    ),
+    components(schemas(
+        crate::error::ErrorBody, crate::error::ErrorDetail,
+        routes::auth::AuthResponse, routes::auth::RegisterRequest, routes::auth::LoginRequest,
+        routes::users::User, routes::users::Me,
+    )),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("session"))),
+        );
+    }
+}

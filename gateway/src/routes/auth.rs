@@ -1,0 +1,270 @@
+//! Register, login, logout, me.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use forum_commands::auth::validate::{self, Email, Nickname, Password, PersonName};
+use forum_commands::auth::{AuthCommand, AuthData, Login, Logout, Register};
+use forum_events::Service;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::{ApiError, Result};
+use crate::extract::{AuthUser, Fields, JsonBody, RequestId};
+use crate::routes::users::{load_me, Me, User};
+use crate::AppState;
+
+/// The accounts routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/auth/me", get(me))
+}
+
+/// `{"user": Me, "token"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuthResponse {
+    /// The account.
+    pub user: Me,
+    /// The session token (also set as the `session` cookie).
+    pub token: String,
+}
+
+/// Registration body.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RegisterRequest {
+    /// 3–32 of `A–Z a–z 0–9 _ . -`, unique case-insensitively.
+    nickname: String,
+    /// One `@`, a dot in the domain, ≤ 254; unique case-insensitively.
+    email: String,
+    /// 8–128 characters.
+    password: String,
+    /// 1–64 after trimming.
+    first_name: String,
+    /// 1–64 after trimming.
+    last_name: String,
+    /// Integer 13–130.
+    age: i64,
+    /// `female`, `male`, `other` or `unspecified`.
+    gender: String,
+}
+
+/// Login body.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LoginRequest {
+    /// Nickname or e-mail, any case.
+    login: String,
+    /// Password.
+    password: String,
+}
+
+fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if state.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "session={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_secs}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("session=; Path=/"))
+}
+
+fn with_session(
+    state: &AppState,
+    status: StatusCode,
+    user: Me,
+    user_id: Uuid,
+    session_id: Uuid,
+    expires_at_us: i64,
+) -> Response {
+    let token = state.tokens.issue(user_id, session_id, expires_at_us);
+    let max_age = (expires_at_us / 1_000_000 - chrono::Utc::now().timestamp()).max(0);
+    let cookie = session_cookie(state, &token, max_age);
+    let mut response = (status, Json(AuthResponse { user, token })).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    response
+}
+
+/// Creates an account and logs it in.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = AuthResponse, description = "Created; the session cookie is set"),
+              (status = 400, body = crate::error::ErrorBody, description = "validation_failed / malformed_json"),
+              (status = 409, body = crate::error::ErrorBody, description = "nickname_taken / email_taken")))]
+pub async fn register(
+    State(state): State<AppState>,
+    RequestId(rid): RequestId,
+    JsonBody(body): JsonBody,
+) -> Result<Response> {
+    let mut f = Fields::new(&body);
+    let nickname = f.parsed("nickname", Nickname::parse);
+    let email = f.parsed("email", Email::parse);
+    let password = f.parsed("password", Password::parse);
+    let first_name = f.parsed("first_name", PersonName::parse);
+    let last_name = f.parsed("last_name", PersonName::parse);
+    let age = f.integer("age").and_then(|a| match validate::age(a) {
+        Ok(a) => Some(a),
+        Err(m) => {
+            f.fail("age", m);
+            None
+        }
+    });
+    let gender = f.parsed("gender", validate::gender);
+    f.finish()?;
+    let (
+        Some(nickname),
+        Some(email),
+        Some(password),
+        Some(first_name),
+        Some(last_name),
+        Some(age),
+        Some(gender),
+    ) = (
+        nickname, email, password, first_name, last_name, age, gender,
+    )
+    else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
+    let command = Register {
+        nickname: nickname.into_inner(),
+        email: email.into_inner(),
+        password: password.into_inner(),
+        first_name: first_name.into_inner(),
+        last_name: last_name.into_inner(),
+        age,
+        gender,
+    };
+    let me_fields = command.clone();
+    let accepted = state
+        .bus
+        .send::<_, AuthData>(
+            Service::Auth,
+            "register",
+            rid,
+            None,
+            AuthCommand::Register(command),
+        )
+        .await?;
+    let AuthData::Registered {
+        user_id,
+        session_id,
+        expires_at_us,
+        registered_at_us,
+    } = accepted.data
+    else {
+        return Err(ApiError::Internal("unexpected reply to register".into()));
+    };
+    state.watermarks.wait(&accepted.positions).await?;
+    let me = Me {
+        user: User {
+            id: user_id,
+            nickname: me_fields.nickname,
+            first_name: me_fields.first_name,
+            last_name: me_fields.last_name,
+            age: me_fields.age as i16,
+            gender: me_fields.gender.as_str().to_string(),
+            created_at: crate::time::format_us(registered_at_us),
+        },
+        email: me_fields.email,
+    };
+    Ok(with_session(
+        &state,
+        StatusCode::CREATED,
+        me,
+        user_id,
+        session_id,
+        expires_at_us,
+    ))
+}
+
+/// Logs in by nickname or e-mail.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = AuthResponse, description = "The session cookie is set"),
+              (status = 400, body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody, description = "invalid_credentials, for unknown user and wrong password alike")))]
+pub async fn login(
+    State(state): State<AppState>,
+    RequestId(rid): RequestId,
+    JsonBody(body): JsonBody,
+) -> Result<Response> {
+    let mut f = Fields::new(&body);
+    let login = f.string("login");
+    let password = f.string("password");
+    f.finish()?;
+    let (Some(login), Some(password)) = (login, password) else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
+    if login.is_empty() || login.chars().count() > 254 || password.chars().count() > 128 {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let command = AuthCommand::Login(Login {
+        login: login.to_string(),
+        password: password.to_string(),
+    });
+    let accepted = state
+        .bus
+        .send::<_, AuthData>(Service::Auth, "login", rid, None, command)
+        .await?;
+    let AuthData::LoggedIn {
+        user_id,
+        session_id,
+        expires_at_us,
+    } = accepted.data
+    else {
+        return Err(ApiError::Internal("unexpected reply to login".into()));
+    };
+    state.watermarks.wait(&accepted.positions).await?;
+    let me = load_me(&state, user_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("logged-in user missing from read.users".into()))?;
+    Ok(with_session(
+        &state,
+        StatusCode::OK,
+        me,
+        user_id,
+        session_id,
+        expires_at_us,
+    ))
+}
+
+/// Ends this session: its token stops working at once, on every gateway.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
+    responses((status = 204, description = "Logged out; the cookie is cleared"),
+              (status = 401, body = crate::error::ErrorBody)),
+    security(("bearer" = []), ("cookie" = [])))]
+pub async fn logout(
+    State(state): State<AppState>,
+    RequestId(rid): RequestId,
+    user: AuthUser,
+) -> Result<Response> {
+    let command = AuthCommand::Logout(Logout {
+        session_id: user.session_id,
+    });
+    let accepted = state
+        .bus
+        .send::<_, AuthData>(Service::Auth, "logout", rid, Some(user.user_id), command)
+        .await?;
+    state.watermarks.wait(&accepted.positions).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    Ok(response)
+}
+
+/// The logged-in user.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth",
+    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)),
+    security(("bearer" = []), ("cookie" = [])))]
+pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Me>> {
+    load_me(&state, user.user_id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::Unauthorized)
+}

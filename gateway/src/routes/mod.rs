@@ -1,0 +1,6 @@
+//! The routes, one module per area.
+
+pub mod auth;
+pub mod docs;
+pub mod ops;
+pub mod users;

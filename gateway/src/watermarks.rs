@@ -1,0 +1,159 @@
+//! Read-your-writes: after a command is accepted, its answer waits until
+//! every projection reading the written log has reached the written
+//! position. Projectors announce their checkpoints on
+//! `<prefix>.proj.<name>`; a gateway that missed an announcement falls back
+//! to reading the checkpoint from Postgres.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use forum_events::{subject::Subjects, Service};
+use forum_projections::Progress;
+use futures::StreamExt;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::error::{ApiError, Result};
+
+type Key = (&'static str, Service);
+
+/// The latest known checkpoint of every live projection, per log.
+#[derive(Clone)]
+pub struct Watermarks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    readers: HashMap<Service, Vec<&'static str>>,
+    marks: Mutex<HashMap<Key, watch::Sender<u64>>>,
+    timeout: Duration,
+}
+
+impl Watermarks {
+    /// Watermarks of every projection this build knows.
+    pub fn new(pool: PgPool, timeout: Duration) -> Self {
+        let mut readers: HashMap<Service, Vec<&'static str>> = HashMap::new();
+        for p in forum_projections::all() {
+            for s in p.sources() {
+                readers.entry(*s).or_default().push(p.name());
+            }
+        }
+        Watermarks {
+            inner: Arc::new(Inner {
+                pool,
+                readers,
+                marks: Mutex::new(HashMap::new()),
+                timeout,
+            }),
+        }
+    }
+
+    fn sender(&self, key: Key) -> watch::Sender<u64> {
+        let mut marks = self.inner.marks.lock().unwrap_or_else(|p| p.into_inner());
+        marks
+            .entry(key)
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
+    }
+
+    fn raise(&self, key: Key, position: u64) {
+        self.sender(key).send_if_modified(|p| {
+            if position > *p {
+                *p = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Follows the projectors' announcements until the subscription ends.
+    ///
+    /// # Errors
+    /// When the subscription cannot be made.
+    pub async fn follow(&self, nats: async_nats::Client, subjects: &Subjects) -> Result<()> {
+        let mut sub = nats
+            .subscribe(subjects.all_projection_progress())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Ok(p) = Progress::from_bytes(&msg.payload) else {
+                    continue;
+                };
+                if let Some(name) = this.known(&p.projection) {
+                    this.raise((name, p.service), p.position);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn known(&self, name: &str) -> Option<&'static str> {
+        self.inner
+            .readers
+            .values()
+            .flatten()
+            .find(|n| **n == name)
+            .copied()
+    }
+
+    async fn poll(&self, key: Key) -> Result<()> {
+        let position: Option<i64> = sqlx::query_scalar(
+            "select c.position from proj.checkpoints c
+             join proj.registry r using (projection, version)
+             where r.state = 'live' and c.projection = $1 and c.service = $2",
+        )
+        .bind(key.0)
+        .bind(key.1.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        if let Some(p) = position {
+            self.raise(key, p as u64);
+        }
+        Ok(())
+    }
+
+    /// Waits until every projection reading each log has reached its
+    /// position.
+    ///
+    /// # Errors
+    /// 503 `unavailable` when a projection does not get there in time.
+    pub async fn wait(&self, positions: &[(Service, u64)]) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        for &(service, position) in positions {
+            let names = self
+                .inner
+                .readers
+                .get(&service)
+                .cloned()
+                .unwrap_or_default();
+            for name in names {
+                let key = (name, service);
+                let mut rx = self.sender(key).subscribe();
+                let mut polls = 0u32;
+                while *rx.borrow_and_update() < position {
+                    // Announcements normally arrive within milliseconds; the
+                    // poll is the safety net for one that was missed.
+                    let wait = Duration::from_millis(if polls == 0 { 20 } else { 100 });
+                    tokio::select! {
+                        _ = rx.changed() => {}
+                        _ = tokio::time::sleep(wait) => {
+                            polls += 1;
+                            self.poll(key).await?;
+                        }
+                        _ = tokio::time::sleep_until(deadline) => {
+                            return Err(ApiError::Unavailable(format!(
+                                "projection {name} has not reached {service} position {position}"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

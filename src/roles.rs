@@ -1,0 +1,225 @@
+//! Starting the roles. Every role runs until Ctrl-C or SIGTERM, then drains:
+//! the gateway finishes the requests in flight, services finish the
+//! commands they took, projectors finish their transaction.
+
+use std::time::Duration;
+
+use forum_commands::auth::Auth;
+use forum_commands::runtime::{self, Options};
+use forum_events::{subject::Subjects, Service};
+use forum_projections::registry;
+use forum_store::setup;
+use rand::RngCore;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{Cli, Command, Common, GatewayArgs, ServiceArgs};
+use crate::{Error, Result};
+
+/// Runs the command of `cli`.
+///
+/// # Errors
+/// Configuration, connection or start-up failures.
+pub async fn run(cli: Cli) -> Result<()> {
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let common = cli.common;
+    match cli.command {
+        Command::Migrate => migrate(&common).await,
+        Command::Up { gateway, service } => {
+            migrate(&common).await?;
+            let mut roles = JoinSet::new();
+            for name in SERVICES {
+                roles.spawn(run_service(
+                    common.clone(),
+                    name.to_string(),
+                    service.clone(),
+                    stop.clone(),
+                ));
+            }
+            roles.spawn(run_projectors(common.clone(), Vec::new(), stop.clone()));
+            roles.spawn(run_gateway(common.clone(), gateway, stop.clone()));
+            let mut result = Ok(());
+            while let Some(done) = roles.join_next().await {
+                let r = done
+                    .map_err(|e| Error::Config(format!("role panicked: {e}")))
+                    .and_then(|r| r);
+                if r.is_err() && result.is_ok() {
+                    result = r;
+                    // One role failed to start: stop the others.
+                    roles.abort_all();
+                }
+            }
+            result
+        }
+        Command::Gateway(args) => run_gateway(common, args, stop).await,
+        Command::Service { name, service } => run_service(common, name, service, stop).await,
+        Command::Projector { only } => run_projectors(common, only, stop).await,
+    }
+}
+
+/// The command services this build has.
+pub const SERVICES: [&str; 1] = ["auth"];
+
+async fn connect(common: &Common, role: &str) -> Result<(PgPool, async_nats::Client, Subjects)> {
+    let pool = setup::connect_pg(&common.database_url, common.db_max_connections).await?;
+    let nats = setup::connect_nats(&common.nats_url, &format!("forum-{role}")).await?;
+    Ok((pool, nats, Subjects::new(&common.prefix)))
+}
+
+/// Creates the database, applies migrations, creates the stream and makes
+/// sure every projection has a live version (so every read view exists).
+///
+/// # Errors
+/// When Postgres or NATS refuse.
+pub async fn migrate(common: &Common) -> Result<()> {
+    setup::create_database(&common.database_url).await?;
+    let (pool, nats, subjects) = connect(common, "migrate").await?;
+    setup::migrate(&pool).await?;
+    setup::ensure_stream(&async_nats::jetstream::new(nats), &subjects).await?;
+    for p in forum_projections::all() {
+        registry::ensure_live(&pool, &*p).await?;
+    }
+    tracing::info!(stream = %subjects.stream_name(), "migrated");
+    Ok(())
+}
+
+async fn run_service(
+    common: Common,
+    name: String,
+    args: ServiceArgs,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let service = Service::parse(&name)
+        .filter(|s| SERVICES.contains(&s.as_str()))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "unknown service {name:?}; this build has {SERVICES:?}"
+            ))
+        })?;
+    let (pool, nats, subjects) = connect(&common, &name).await?;
+    setup::ensure_stream(&async_nats::jetstream::new(nats.clone()), &subjects).await?;
+    let options = Options {
+        max_batch: args.max_batch.max(1),
+        abort_after_commit: args.abort_after_commit,
+        ..Options::default()
+    };
+    match service {
+        Service::Auth => {
+            let domain = Auth::new(pool.clone(), Duration::from_secs(args.session_ttl_secs));
+            runtime::serve(domain, pool, nats, subjects, options, stop).await?;
+        }
+        other => {
+            return Err(Error::Config(format!(
+                "service {other} is not in this build"
+            )))
+        }
+    }
+    Ok(())
+}
+
+async fn run_projectors(
+    common: Common,
+    only: Vec<String>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let (pool, nats, subjects) = connect(&common, "projector").await?;
+    let all = forum_projections::all();
+    for name in &only {
+        if !all.iter().any(|p| p.name() == name) {
+            return Err(Error::Config(format!("unknown projection {name:?}")));
+        }
+    }
+    let mut tasks = JoinSet::new();
+    for p in all
+        .into_iter()
+        .filter(|p| only.is_empty() || only.iter().any(|n| n == p.name()))
+    {
+        tasks.spawn(forum_projections::runner::run(
+            pool.clone(),
+            nats.clone(),
+            subjects.clone(),
+            p,
+            stop.clone(),
+        ));
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| Error::Config(format!("projector panicked: {e}")))??;
+    }
+    let _ = nats.flush().await;
+    Ok(())
+}
+
+async fn run_gateway(
+    common: Common,
+    args: GatewayArgs,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let secret =
+        match args.jwt_secret {
+            Some(s) if s.len() >= 16 => s.into_bytes(),
+            Some(_) => {
+                return Err(Error::Config(
+                    "FORUM_JWT_SECRET must be at least 16 characters".into(),
+                ))
+            }
+            None if args.production => return Err(Error::Config(
+                "production mode needs FORUM_JWT_SECRET (refusing to start with a random secret)"
+                    .into(),
+            )),
+            None => {
+                tracing::warn!(
+                    "no FORUM_JWT_SECRET: using a random secret for this process; tokens will not \
+                 survive a restart or work on other gateways (development only)"
+                );
+                let mut s = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut s);
+                s
+            }
+        };
+    let (pool, nats, subjects) = connect(&common, "gateway").await?;
+    let config = forum_gateway::Config {
+        jwt_secret: secret,
+        command_timeout: Duration::from_millis(args.command_timeout_ms),
+        read_timeout: Duration::from_millis(args.read_timeout_ms),
+        cookie_secure: args.production,
+    };
+    let state = forum_gateway::AppState::new(config, pool, nats, subjects).await?;
+    let listener = forum_gateway::bind(args.listen)?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gateway listening");
+    println!("listening on {addr}");
+    let app = forum_gateway::app(state);
+    forum_gateway::serve(listener, app, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
