@@ -66,20 +66,32 @@ impl Bus {
         };
         let subject = self.subjects.command(service, name);
         self.metrics.command_sent();
-        let request = self
-            .nats
-            .request(subject.clone(), Bytes::from(envelope.to_bytes()));
-        let msg = match tokio::time::timeout(self.timeout, request).await {
-            Ok(Ok(msg)) => msg,
-            Ok(Err(e)) => {
-                self.metrics.command_unavailable();
-                return Err(ApiError::Unavailable(format!("{subject}: {e}")));
-            }
-            Err(_) => {
-                self.metrics.command_unavailable();
-                return Err(ApiError::Unavailable(format!(
-                    "{subject}: no reply in time"
-                )));
+        // "No responders" means no instance is subscribed right now (one is
+        // starting or restarting): retry until the deadline.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let payload = Bytes::from(envelope.to_bytes());
+        let mut pause = std::time::Duration::from_millis(5);
+        let msg = loop {
+            let request = self.nats.request(subject.clone(), payload.clone());
+            match tokio::time::timeout_at(deadline, request).await {
+                Ok(Ok(msg)) => break msg,
+                Ok(Err(e))
+                    if e.kind() == async_nats::RequestErrorKind::NoResponders
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                Ok(Err(e)) => {
+                    self.metrics.command_unavailable();
+                    return Err(ApiError::Unavailable(format!("{subject}: {e}")));
+                }
+                Err(_) => {
+                    self.metrics.command_unavailable();
+                    return Err(ApiError::Unavailable(format!(
+                        "{subject}: no reply in time"
+                    )));
+                }
             }
         };
         match Reply::<D>::from_bytes(&msg.payload) {

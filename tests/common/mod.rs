@@ -1,0 +1,323 @@
+//! Test harness: every test gets its own database and its own NATS prefix
+//! (so its own subjects and stream), and runs the real `forum` binary's
+//! roles against the real Postgres and NATS.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// One isolated system under test.
+pub struct System {
+    pub db_url: String,
+    pub db_name: String,
+    pub prefix: String,
+    /// Base URL of the first gateway.
+    pub base: String,
+    /// Base URLs of every gateway started.
+    pub gateways: Vec<String>,
+    pub http: reqwest::Client,
+    procs: Vec<(String, Child)>,
+}
+
+/// A fresh database name and prefix.
+pub fn names() -> (String, String) {
+    let id = Uuid::new_v4().simple().to_string();
+    (format!("forum_t_{}", &id[..16]), format!("t{}", &id[..16]))
+}
+
+impl System {
+    /// `forum up` on a free port.
+    pub async fn up() -> System {
+        Self::up_with(&[]).await
+    }
+
+    /// `forum up` with extra environment variables.
+    pub async fn up_with(env: &[(&str, &str)]) -> System {
+        let mut sys = System::empty();
+        let base = sys.spawn_gateway_like("up", &["up", "--listen", "127.0.0.1:0"], env);
+        sys.base = base.clone();
+        sys.gateways.push(base);
+        sys
+    }
+
+    /// A system with nothing running yet (call `migrate` and spawn roles).
+    pub fn empty() -> System {
+        let (db_name, prefix) = names();
+        System {
+            db_url: format!("{PG_SERVER}/{db_name}"),
+            db_name,
+            prefix,
+            base: String::new(),
+            gateways: Vec::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            procs: Vec::new(),
+        }
+    }
+
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_forum"));
+        cmd.args(args)
+            .env("FORUM_DATABASE_URL", &self.db_url)
+            .env("FORUM_NATS_URL", NATS_URL)
+            .env("FORUM_PREFIX", &self.prefix)
+            .env("FORUM_JWT_SECRET", SECRET)
+            .env("FORUM_DB_MAX_CONNECTIONS", "8")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `forum migrate` to completion.
+    pub fn migrate(&self) {
+        let status = self
+            .command(&["migrate"], &[])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run forum migrate");
+        assert!(status.success(), "forum migrate failed");
+    }
+
+    /// Spawns a role that does not listen (service, projector).
+    pub fn spawn(&mut self, name: &str, args: &[&str], env: &[(&str, &str)]) {
+        let child = self
+            .command(args, env)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn forum");
+        self.procs.push((name.to_string(), child));
+    }
+
+    /// Spawns a role that prints `listening on ADDR` and returns its base URL.
+    pub fn spawn_gateway_like(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> String {
+        let mut child = self
+            .command(args, env)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn forum");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        self.procs.push((name.to_string(), child));
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{name} did not start listening"));
+        format!("http://{addr}")
+    }
+
+    /// Spawns another gateway on a free port.
+    pub fn spawn_gateway(&mut self, env: &[(&str, &str)]) -> String {
+        let n = self.gateways.len();
+        let base = self.spawn_gateway_like(
+            &format!("gateway{n}"),
+            &["gateway", "--listen", "127.0.0.1:0"],
+            env,
+        );
+        if self.base.is_empty() {
+            self.base = base.clone();
+        }
+        self.gateways.push(base.clone());
+        base
+    }
+
+    /// Kills the named role (SIGKILL) and waits for it.
+    pub fn kill(&mut self, name: &str) {
+        for (n, child) in self.procs.iter_mut() {
+            if n == name {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.procs.retain(|(n, _)| n != name);
+    }
+
+    /// Waits until the named role has exited by itself; returns whether it did.
+    pub fn wait_exit(&mut self, name: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            for (n, child) in self.procs.iter_mut() {
+                if n == name {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// A connection pool to this system's database.
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.db_url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request; returns (status, JSON body or Null).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        call_at(&self.http, &self.base, method, path, token, body).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    /// Registers `nickname` (e-mail `<nickname>@example.org`, password
+    /// `password-<nickname>`); returns (token, user id).
+    pub async fn register(&self, nickname: &str) -> (String, String) {
+        let (status, body) = self
+            .post("/api/auth/register", None, registration(nickname))
+            .await;
+        assert_eq!(status, 201, "register {nickname}: {body}");
+        (
+            body["token"].as_str().expect("token").to_string(),
+            body["user"]["id"].as_str().expect("id").to_string(),
+        )
+    }
+}
+
+/// Sends a request to `base`.
+pub async fn call_at(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http.request(method, format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+/// A valid registration body for `nickname`.
+pub fn registration(nickname: &str) -> Value {
+    json!({
+        "nickname": nickname,
+        "email": format!("{nickname}@example.org"),
+        "password": format!("password-{nickname}"),
+        "first_name": "Test",
+        "last_name": "User",
+        "age": 30,
+        "gender": "unspecified",
+    })
+}
+
+/// Polls `check` until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        for (_, child) in self.procs.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Best-effort clean-up of the database and the stream.
+        let _ = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-q",
+                "-c",
+                &format!("drop database if exists {} with (force)", self.db_name),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(client) = async_nats::connect(NATS_URL).await {
+                    let js = async_nats::jetstream::new(client);
+                    let subjects = forum_events::subject::Subjects::new(&prefix);
+                    let _ = js.delete_stream(subjects.stream_name()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
