@@ -33,10 +33,11 @@ begin
                 unique (stream_id, version)
             )$f$, svc);
         execute format('create index on %I.events (stream_id, version)', svc);
-        execute format('create trigger events_append_only before update or delete on %I.events
-                        for each row execute function public.forum_refuse_change()', svc);
-        execute format('create trigger events_no_truncate before truncate on %I.events
-                        for each statement execute function public.forum_refuse_change()', svc);
+        -- Statement-level, so that even an UPDATE or DELETE matching no row
+        -- is refused.
+        execute format('create trigger events_append_only before update or delete or truncate
+                        on %I.events for each statement
+                        execute function public.forum_refuse_change()', svc);
         -- Outbox: how far the log has been published to JetStream.
         execute format($f$
             create table %I.outbox (

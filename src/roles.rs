@@ -33,17 +33,29 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Migrate => migrate(&common).await,
         Command::Up { gateway, service } => {
             migrate(&common).await?;
+            // Shutdown in stages: the gateway drains its requests first,
+            // while the services and projectors they wait on still run.
+            let (back_tx, back_stop) = watch::channel(false);
             let mut roles = JoinSet::new();
             for name in SERVICES {
                 roles.spawn(run_service(
                     common.clone(),
                     name.to_string(),
                     service.clone(),
-                    stop.clone(),
+                    back_stop.clone(),
                 ));
             }
-            roles.spawn(run_projectors(common.clone(), Vec::new(), stop.clone()));
-            roles.spawn(run_gateway(common.clone(), gateway, stop.clone()));
+            roles.spawn(run_projectors(
+                common.clone(),
+                Vec::new(),
+                back_stop.clone(),
+            ));
+            let front = common.clone();
+            roles.spawn(async move {
+                let r = run_gateway(front, gateway, stop).await;
+                let _ = back_tx.send(true);
+                r
+            });
             let mut result = Ok(());
             while let Some(done) = roles.join_next().await {
                 let r = done

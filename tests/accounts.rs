@@ -415,3 +415,48 @@ async fn operations_endpoints_answer() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let mut sys = System::up().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (http, url) = (sys.http.clone(), sys.url("/api/auth/register"));
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .json(&registration(&format!("inflight{i}")))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    // Wait until the first has an account, so the others are under way.
+    let pool = sys.pool().await;
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "a first registration",
+        || {
+            let pool = pool.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar("select count(*) from auth.accounts")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+                (n > 0).then_some(())
+            }
+        },
+    )
+    .await;
+    sys.terminate("up");
+    for t in tasks {
+        let status = t
+            .await
+            .expect("task")
+            .expect("the request was answered, not cut");
+        assert_eq!(status, 201);
+    }
+    assert!(
+        sys.wait_exit("up", std::time::Duration::from_secs(20)),
+        "the process exits after draining"
+    );
+}

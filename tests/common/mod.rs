@@ -161,6 +161,17 @@ impl System {
         self.procs.retain(|(n, _)| n != name);
     }
 
+    /// Sends SIGTERM to the named role (it keeps its place: see `wait_exit`).
+    pub fn terminate(&mut self, name: &str) {
+        for (n, child) in self.procs.iter_mut() {
+            if n == name {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+            }
+        }
+    }
+
     /// Waits until the named role has exited by itself; returns whether it did.
     pub fn wait_exit(&mut self, name: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
