@@ -65,7 +65,9 @@ impl Which {
             .map(|p| vec![p])
             .ok_or_else(|| {
                 let known: Vec<&str> = forum_projections::all().iter().map(|p| p.name()).collect();
-                Error::Config(format!("unknown projection {name:?}; this build has {known:?}"))
+                Error::Config(format!(
+                    "unknown projection {name:?}; this build has {known:?}"
+                ))
             })
     }
 }
@@ -141,7 +143,9 @@ async fn list(pool: &sqlx::PgPool) -> Result<()> {
                 out,
                 "  stopped at poison event: service {} position {} type {}: {}",
                 e.service.as_deref().unwrap_or("-"),
-                e.position.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                e.position
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 e.event_type.as_deref().unwrap_or("-"),
                 e.message
             )?;
@@ -186,8 +190,7 @@ impl Meter {
             } => {
                 match resumed_from {
                     Some(cps) => {
-                        let at: Vec<String> =
-                            cps.iter().map(|(s, p)| format!("{s} {p}")).collect();
+                        let at: Vec<String> = cps.iter().map(|(s, p)| format!("{s} {p}")).collect();
                         println!(
                             "resuming {projection} v{version} from {} (live: v{live})",
                             at.join(", ")
@@ -227,9 +230,7 @@ impl Meter {
                         ".".repeat(width - filled.min(width))
                     );
                 } else {
-                    eprintln!(
-                        "{projection}: {done}/{total} events, {rate:.0} events/s, ETA {eta}"
-                    );
+                    eprintln!("{projection}: {done}/{total} events, {rate:.0} events/s, ETA {eta}");
                 }
             }
             Report::Switched {
@@ -243,7 +244,9 @@ impl Meter {
                     eprintln!();
                 }
                 let rate = applied as f64 / elapsed.as_secs_f64().max(1e-3);
-                let retired = retired.map(|v| format!("v{v}")).unwrap_or_else(|| "-".into());
+                let retired = retired
+                    .map(|v| format!("v{v}"))
+                    .unwrap_or_else(|| "-".into());
                 println!(
                     "switched {projection} to v{version} (retired {retired}): {applied} events in {:.1}s, {rate:.0} events/s",
                     elapsed.as_secs_f64()

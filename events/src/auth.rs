@@ -172,8 +172,9 @@ impl EventSet for AuthEvent {
 
     fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<Self, DecodeError> {
         match (event_type, schema_version) {
-            ("user_registered", 1) => decode::<UserRegisteredV1>(payload)
-                .map(|v1| AuthEvent::UserRegistered(v1.into())),
+            ("user_registered", 1) => {
+                decode::<UserRegisteredV1>(payload).map(|v1| AuthEvent::UserRegistered(v1.into()))
+            }
             ("user_registered", 2) => decode(payload).map(AuthEvent::UserRegistered),
             ("session_started", 1) => decode(payload).map(AuthEvent::SessionStarted),
             ("session_revoked", 1) => decode(payload).map(AuthEvent::SessionRevoked),

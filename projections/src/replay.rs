@@ -289,7 +289,13 @@ async fn rebuild_locked(
         let mut total: u64 = heads.values().sum();
         for &service in p.sources() {
             let from = checkpoints.get(&service).copied().unwrap_or(0);
-            if heads.get(&service).copied().unwrap_or(0).saturating_sub(from) > switch_lag {
+            if heads
+                .get(&service)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(from)
+                > switch_lag
+            {
                 behind = true;
             }
             let mut on_batch = |n: u64| {
@@ -304,8 +310,16 @@ async fn rebuild_locked(
                     elapsed: started.elapsed(),
                 });
             };
-            let result =
-                catch_up(pool, p.clone(), version, service, from, batch, &mut on_batch).await;
+            let result = catch_up(
+                pool,
+                p.clone(),
+                version,
+                service,
+                from,
+                batch,
+                &mut on_batch,
+            )
+            .await;
             if let Err(e) = result {
                 return Err(stop(pool, name, version, e).await);
             }
@@ -469,7 +483,38 @@ async fn apply_batch(
             p.name()
         )));
     }
-    p.apply(&mut tx, schema, events).await?;
+    match p.apply(&mut tx, schema, events).await {
+        Ok(()) => {}
+        Err(Error::Poison {
+            service: s,
+            position,
+            event_type,
+            reason,
+        }) => {
+            drop(tx);
+            // Keep the events before the poison one, so the checkpoint
+            // stops right before it.
+            let before: Vec<RecordedEvent> = events
+                .iter()
+                .take_while(|e| e.position < position)
+                .cloned()
+                .collect();
+            if let Some(end) = before.last().map(|e| e.position) {
+                let mut tx = pool.begin().await?;
+                lock_checkpoint(&mut tx, p.name(), version, service).await?;
+                p.apply(&mut tx, schema, &before).await?;
+                set_checkpoint(&mut tx, p.name(), version, service, end).await?;
+                tx.commit().await?;
+            }
+            return Err(Error::Poison {
+                service: s,
+                position,
+                event_type,
+                reason,
+            });
+        }
+        Err(e) => return Err(e),
+    }
     set_checkpoint(&mut tx, p.name(), version, service, last.position).await?;
     tx.commit().await?;
     Ok(())
@@ -547,10 +592,12 @@ async fn switch(
     }
     let retired = registry::live_version(&mut tx, name).await?;
     // Retire first: at most one version may be live (`registry_one_live`).
-    sqlx::query("update proj.registry set state = 'retired' where projection = $1 and state = 'live'")
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "update proj.registry set state = 'retired' where projection = $1 and state = 'live'",
+    )
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "update proj.registry set state = 'live', switched_at = now()
          where projection = $1 and version = $2",
