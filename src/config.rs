@@ -116,6 +116,12 @@ pub enum Command {
         #[command(flatten)]
         service: ServiceArgs,
     },
+    /// Rebuild, list and verify projections (see docs/REPLAY.md).
+    Replay {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::replay_cli::ReplayCommand,
+    },
     /// Run the projectors that keep the read models current.
     Projector {
         /// Only these projections (default: all).

@@ -18,6 +18,9 @@ pub enum Error {
     /// The gateway.
     #[error("gateway: {0}")]
     Gateway(#[from] forum_gateway::error::ApiError),
+    /// A check failed (e.g. `forum replay verify` found differences).
+    #[error("{0}")]
+    Failed(String),
     /// Sockets.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

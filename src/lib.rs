@@ -4,10 +4,13 @@
 //! - [`config`]: the command line and environment ([`Cli`]).
 //! - [`roles`]: starting each role (gateway, command services, projectors)
 //!   and running them together under one shutdown signal.
+//! - [`replay_cli`]: `forum replay`: listing, rebuilding and verifying
+//!   projections.
 //! - [`error`]: the crate's error type.
 
 pub mod config;
 pub mod error;
+pub mod replay_cli;
 pub mod roles;
 
 pub use config::Cli;

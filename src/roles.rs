@@ -22,6 +22,12 @@ use crate::{Error, Result};
 /// # Errors
 /// Configuration, connection or start-up failures.
 pub async fn run(cli: Cli) -> Result<()> {
+    // Replay commands are one-shot: Ctrl-C ends them at once (an
+    // interrupted rebuild resumes from its checkpoint).
+    let cli = match cli.command {
+        Command::Replay { command } => return crate::replay_cli::run(&cli.common, command).await,
+        command => Cli { command, ..cli },
+    };
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -72,6 +78,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Gateway(args) => run_gateway(common, args, stop).await,
         Command::Service { name, service } => run_service(common, name, service, stop).await,
         Command::Projector { only } => run_projectors(common, only, stop).await,
+        Command::Replay { command } => crate::replay_cli::run(&common, command).await,
     }
 }
 

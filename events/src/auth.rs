@@ -42,7 +42,10 @@ impl Gender {
     }
 }
 
-/// A new account was created (`user_registered`, v1).
+/// A new account was created (`user_registered`, v2: the current shape).
+///
+/// Version 2 added [`UserRegistered::locale`]; version 1 payloads decode as
+/// [`UserRegisteredV1`] and are upcast with `From`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRegistered {
     /// The new user's id (also the stream id).
@@ -63,6 +66,51 @@ pub struct UserRegistered {
     pub gender: Gender,
     /// Registration time, microseconds since the epoch.
     pub registered_at_us: i64,
+    /// The user's preferred locale (BCP 47 tag such as `fr-CA`), when known.
+    /// Accounts registered before version 2 have none.
+    pub locale: Option<String>,
+}
+
+/// `user_registered` as written by schema version 1 (kept to decode old
+/// payloads; never written any more).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegisteredV1 {
+    /// The new user's id (also the stream id).
+    pub user_id: Uuid,
+    /// The nickname, with the case it was registered with.
+    pub nickname: String,
+    /// The e-mail address, as given.
+    pub email: String,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+    /// First name, trimmed.
+    pub first_name: String,
+    /// Last name, trimmed.
+    pub last_name: String,
+    /// Age in years.
+    pub age: u8,
+    /// Declared gender.
+    pub gender: Gender,
+    /// Registration time, microseconds since the epoch.
+    pub registered_at_us: i64,
+}
+
+/// The upcaster v1 → v2: an old registration has no locale.
+impl From<UserRegisteredV1> for UserRegistered {
+    fn from(v1: UserRegisteredV1) -> Self {
+        UserRegistered {
+            user_id: v1.user_id,
+            nickname: v1.nickname,
+            email: v1.email,
+            password_hash: v1.password_hash,
+            first_name: v1.first_name,
+            last_name: v1.last_name,
+            age: v1.age,
+            gender: v1.gender,
+            registered_at_us: v1.registered_at_us,
+            locale: None,
+        }
+    }
 }
 
 /// A session began, by registration or login (`session_started`, v1).
@@ -108,7 +156,10 @@ impl EventSet for AuthEvent {
     }
 
     fn schema_version(&self) -> u16 {
-        1
+        match self {
+            AuthEvent::UserRegistered(_) => 2,
+            AuthEvent::SessionStarted(_) | AuthEvent::SessionRevoked(_) => 1,
+        }
     }
 
     fn encode_payload(&self) -> Vec<u8> {
@@ -121,7 +172,10 @@ impl EventSet for AuthEvent {
 
     fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<Self, DecodeError> {
         match (event_type, schema_version) {
-            ("user_registered", 1) => decode(payload).map(AuthEvent::UserRegistered),
+            ("user_registered", 1) => {
+                decode::<UserRegisteredV1>(payload).map(|v1| AuthEvent::UserRegistered(v1.into()))
+            }
+            ("user_registered", 2) => decode(payload).map(AuthEvent::UserRegistered),
             ("session_started", 1) => decode(payload).map(AuthEvent::SessionStarted),
             ("session_revoked", 1) => decode(payload).map(AuthEvent::SessionRevoked),
             _ => Err(DecodeError::UnknownType {
@@ -168,6 +222,24 @@ mod tests {
                     age: 42,
                     gender: Gender::Female,
                     registered_at_us: 1_000_000,
+                    locale: None,
+                }),
+            ),
+            (
+                "user_registered",
+                2,
+                "1001010101010101010101010101010101036e69630a6e69634065782e6f7267067068633a7678024e69024c612a0080897a010566722d4341",
+                AuthEvent::UserRegistered(UserRegistered {
+                    user_id: id(1),
+                    nickname: "nic".into(),
+                    email: "nic@ex.org".into(),
+                    password_hash: "phc:vx".into(),
+                    first_name: "Ni".into(),
+                    last_name: "La".into(),
+                    age: 42,
+                    gender: Gender::Female,
+                    registered_at_us: 1_000_000,
+                    locale: Some("fr-CA".into()),
                 }),
             ),
             (
@@ -198,18 +270,33 @@ mod tests {
             let decoded = AuthEvent::decode(ty, ver, &unhex(bytes))
                 .unwrap_or_else(|e| panic!("{ty} v{ver}: {e}"));
             assert_eq!(decoded, expected, "{ty} v{ver}");
-            assert_eq!(
-                hex(&expected.encode_payload()),
-                bytes,
-                "{ty} v{ver} encodes"
-            );
+            if expected.schema_version() == ver {
+                assert_eq!(
+                    hex(&expected.encode_payload()),
+                    bytes,
+                    "{ty} v{ver} encodes"
+                );
+            }
             assert_eq!(expected.event_type(), ty);
         }
     }
 
     #[test]
+    fn user_registered_is_written_as_v2_and_v1_is_upcast_without_locale() {
+        let (_, _, v1_bytes, _) = &golden()[0];
+        let upcast = AuthEvent::decode("user_registered", 1, &unhex(v1_bytes)).expect("v1");
+        assert_eq!(upcast.schema_version(), 2);
+        let AuthEvent::UserRegistered(u) = upcast else {
+            panic!("not a registration");
+        };
+        assert_eq!(u.locale, None);
+        // A v1 payload is not a valid v2 payload (the shapes differ).
+        assert!(AuthEvent::decode("user_registered", 2, &unhex(v1_bytes)).is_err());
+    }
+
+    #[test]
     fn trailing_bytes_are_rejected() {
-        let (ty, ver, bytes, _) = &golden()[2];
+        let (ty, ver, bytes, _) = &golden()[3];
         let mut b = unhex(bytes);
         b.push(0);
         assert_eq!(
@@ -232,7 +319,7 @@ mod tests {
 
     #[test]
     fn truncated_payloads_are_malformed() {
-        let (ty, ver, bytes, _) = &golden()[1];
+        let (ty, ver, bytes, _) = &golden()[2];
         let b = unhex(bytes);
         assert!(matches!(
             AuthEvent::decode(ty, *ver, &b[..b.len() - 3]),

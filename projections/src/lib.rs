@@ -9,12 +9,15 @@
 //!   after its checkpoint, applies them and moves the checkpoint in the same
 //!   transaction (a redelivered event changes nothing), then announces its
 //!   position on NATS so writers can wait for their reads.
+//! - [`replay`]: rebuilding a projection into a new version beside the live
+//!   one and switching reads to it, listing versions, verifying a rebuild.
 //! - [`users`], [`sessions`]: the accounts read models.
 //! - [`error`]: the crate's error type.
 
 pub mod error;
 pub mod projection;
 pub mod registry;
+pub mod replay;
 pub mod runner;
 pub mod sessions;
 pub mod users;

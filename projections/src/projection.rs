@@ -34,6 +34,13 @@ pub trait Projection: Send + Sync + 'static {
         events: &'a [RecordedEvent],
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Columns of [`Projection::tables`] whose values do not come from
+    /// events (e.g. a `refreshed_at default now()`), left out when
+    /// `forum replay verify` compares two versions. None by default.
+    fn volatile_columns(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The schema of a version: `proj_<name>_v<version>`.
     fn schema(&self, version: u32) -> String {
         format!("proj_{}_v{}", self.name(), version)

@@ -83,7 +83,9 @@ async fn announce(nats: &async_nats::Client, subjects: &Subjects, progress: Prog
 /// Runs the projection's live version from every one of its logs until
 /// `shutdown` turns true. On a poison event the projection stops at that
 /// event, records it in the registry and logs it; the rest of the process
-/// goes on.
+/// goes on. The live version is re-read from the registry before every
+/// step, so when `forum replay rebuild` switches to a new version the
+/// projector follows it without a restart (also out of a poison stop).
 ///
 /// # Errors
 /// When the projection cannot be set up.
@@ -128,7 +130,7 @@ async fn follow(
     nats: async_nats::Client,
     subjects: Subjects,
     p: Arc<dyn Projection>,
-    version: u32,
+    mut version: u32,
     service: Service,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -172,6 +174,7 @@ async fn follow(
     }
     let mut backoff = Duration::from_millis(50);
     loop {
+        version = current_version(&pool, name, service, version).await;
         match step(&pool, &*p, version, service, LIVE_BATCH).await {
             Ok(Some((position, n))) => {
                 backoff = Duration::from_millis(50);
@@ -196,8 +199,22 @@ async fn follow(
                 if let Err(e2) = registry::record_error(&pool, name, version, &e).await {
                     tracing::error!(projection = name, error = %e2, "could not record the poison event");
                 }
-                let _ = shutdown.changed().await;
-                return;
+                // Stopped until shutdown or until a rebuild switches the
+                // live version; never a crash loop.
+                let stopped = version;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    if current_version(&pool, name, service, stopped).await != stopped {
+                        break;
+                    }
+                }
+                continue;
             }
             Err(e) => {
                 tracing::warn!(projection = name, %service, error = %e, "projection step failed; retrying");
@@ -220,5 +237,28 @@ async fn follow(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.changed() => {}
         }
+    }
+}
+
+/// The live version of `name` (the registry's word), or `version` when the
+/// registry cannot be read or has none.
+async fn current_version(pool: &PgPool, name: &str, service: Service, version: u32) -> u32 {
+    let live = async {
+        let mut conn = pool.acquire().await?;
+        registry::live_version(&mut conn, name).await
+    }
+    .await;
+    match live {
+        Ok(Some(live)) if live != version => {
+            tracing::info!(
+                projection = name,
+                %service,
+                from = version,
+                to = live,
+                "following the new live version"
+            );
+            live
+        }
+        _ => version,
     }
 }

@@ -73,6 +73,7 @@ pub fn register(state: &AccountState, a: &NewAccount) -> Result<Vec<AuthEvent>, 
             age: a.age,
             gender: a.gender,
             registered_at_us: a.registered_at_us,
+            locale: None,
         }),
         AuthEvent::SessionStarted(SessionStarted {
             session_id: a.session_id,
