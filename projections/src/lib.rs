@@ -10,9 +10,11 @@
 //!   transaction (a redelivered event changes nothing), then announces its
 //!   position on NATS so writers can wait for their reads.
 //! - [`users`], [`sessions`]: the accounts read models.
+//! - [`posts`]: posts, comments and reactions.
 //! - [`error`]: the crate's error type.
 
 pub mod error;
+pub mod posts;
 pub mod projection;
 pub mod registry;
 pub mod runner;
@@ -26,7 +28,11 @@ pub use projection::{Progress, Projection};
 
 /// Every projection this build knows, at its code version.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(users::Users), Arc::new(sessions::Sessions)]
+    vec![
+        Arc::new(users::Users),
+        Arc::new(sessions::Sessions),
+        Arc::new(posts::Posts),
+    ]
 }
 
 /// The projection named `name`, if this build knows it.
