@@ -14,8 +14,11 @@
 
 use forum_events::posts::{PostEvent, Reaction, TargetKind};
 use forum_events::{RecordedEvent, Service};
+use std::collections::HashMap;
+
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::{Error, Projection, Result};
 
@@ -99,11 +102,35 @@ impl Projection for Posts {
         events: &'a [RecordedEvent],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            let mut decoded = Vec::with_capacity(events.len());
             for event in events {
-                let decoded = event
+                let e = event
                     .decode::<PostEvent>()
                     .map_err(|e| Error::poison(event, e))?;
-                apply_one(tx, schema, event, decoded).await?;
+                decoded.push((event.position as i64, e));
+            }
+            // Runs of creations and reactions are written with one
+            // multi-row statement each; the rest one event at a time, in
+            // order.
+            let mut i = 0;
+            while i < decoded.len() {
+                let kind = std::mem::discriminant(&decoded[i].1);
+                let end = decoded[i..]
+                    .iter()
+                    .position(|(_, e)| std::mem::discriminant(e) != kind)
+                    .map_or(decoded.len(), |n| i + n);
+                let run = &decoded[i..end];
+                match &decoded[i].1 {
+                    PostEvent::PostCreated(_) => posts_created(tx, schema, run).await?,
+                    PostEvent::CommentCreated(_) => comments_created(tx, schema, run).await?,
+                    PostEvent::ReactionSet(_) => reactions_set(tx, schema, run).await?,
+                    _ => {
+                        for (position, e) in run {
+                            apply_one(tx, schema, *position, e).await?;
+                        }
+                    }
+                }
+                i = end;
             }
             Ok(())
         })
@@ -138,30 +165,11 @@ async fn set_categories(
 async fn apply_one(
     tx: &mut PgConnection,
     schema: &str,
-    event: &RecordedEvent,
-    decoded: PostEvent,
+    position: i64,
+    event: &PostEvent,
 ) -> Result<()> {
-    let position = event.position as i64;
     let to_time = forum_store::log::to_time;
-    match decoded {
-        PostEvent::PostCreated(e) => {
-            sqlx::query(&format!(
-                "insert into {schema}.posts (id, author_id, author_nickname, title, content, categories,
-                                             created_at, position)
-                 values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (id) do nothing"
-            ))
-            .bind(e.post_id)
-            .bind(e.author_id)
-            .bind(&e.author_nickname)
-            .bind(&e.title)
-            .bind(&e.content)
-            .bind(&e.categories)
-            .bind(to_time(e.created_at_us))
-            .bind(position)
-            .execute(&mut *tx)
-            .await?;
-            set_categories(tx, schema, e.post_id, &e.categories).await?;
-        }
+    match event {
         PostEvent::PostEdited(e) => {
             sqlx::query(&format!(
                 "update {schema}.posts set title = $2, content = $3, categories = $4, edited_at = $5
@@ -184,30 +192,6 @@ async fn apply_one(
             .execute(&mut *tx)
             .await?;
             set_categories(tx, schema, e.post_id, &[]).await?;
-        }
-        PostEvent::CommentCreated(e) => {
-            let inserted = sqlx::query(&format!(
-                "insert into {schema}.comments (id, post_id, author_id, author_nickname, content,
-                                                created_at, position)
-                 values ($1, $2, $3, $4, $5, $6, $7) on conflict (id) do nothing"
-            ))
-            .bind(e.comment_id)
-            .bind(e.post_id)
-            .bind(e.author_id)
-            .bind(&e.author_nickname)
-            .bind(&e.content)
-            .bind(to_time(e.created_at_us))
-            .bind(position)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() > 0 {
-                sqlx::query(&format!(
-                    "update {schema}.posts set comment_count = comment_count + 1 where id = $1"
-                ))
-                .bind(e.post_id)
-                .execute(&mut *tx)
-                .await?;
-            }
         }
         PostEvent::CommentEdited(e) => {
             sqlx::query(&format!(
@@ -236,46 +220,209 @@ async fn apply_one(
                 .await?;
             }
         }
-        PostEvent::ReactionSet(e) => {
-            let table = match e.target {
-                TargetKind::Post => "posts",
-                TargetKind::Comment => "comments",
-            };
-            sqlx::query(&format!(
-                "update {schema}.{table} set likes = $2, dislikes = $3 where id = $1"
-            ))
-            .bind(e.target_id)
-            .bind(e.likes as i32)
-            .bind(e.dislikes as i32)
-            .execute(&mut *tx)
-            .await?;
-            match e.reaction.as_str() {
-                None => {
-                    sqlx::query(&format!(
-                        "delete from {schema}.reactions where target_id = $1 and user_id = $2"
-                    ))
-                    .bind(e.target_id)
-                    .bind(e.user_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Some(reaction) => {
-                    debug_assert!(e.reaction != Reaction::None);
-                    sqlx::query(&format!(
-                        "insert into {schema}.reactions (target_id, user_id, target_kind, reaction, post_position)
-                         values ($1, $2, $3, $4,
-                                 (select position from {schema}.posts where id = $1 and $3 = 'post'))
-                         on conflict (target_id, user_id) do update set reaction = excluded.reaction"
-                    ))
-                    .bind(e.target_id)
-                    .bind(e.user_id)
-                    .bind(e.target.as_str())
-                    .bind(reaction)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+        PostEvent::PostCreated(_) | PostEvent::CommentCreated(_) | PostEvent::ReactionSet(_) => {
+            // Written in runs, see `posts_created`, `comments_created`,
+            // `reactions_set`.
+            let run = [(position, event.clone())];
+            match event {
+                PostEvent::PostCreated(_) => posts_created(tx, schema, &run).await?,
+                PostEvent::CommentCreated(_) => comments_created(tx, schema, &run).await?,
+                _ => reactions_set(tx, schema, &run).await?,
             }
         }
+    }
+    Ok(())
+}
+
+/// A run of `post_created`: one insert for the posts, one for their
+/// categories.
+async fn posts_created(
+    tx: &mut PgConnection,
+    schema: &str,
+    run: &[(i64, PostEvent)],
+) -> Result<()> {
+    let mut ids = Vec::new();
+    let mut authors = Vec::new();
+    let mut nicks = Vec::new();
+    let mut titles = Vec::new();
+    let mut contents = Vec::new();
+    let mut categories = Vec::new();
+    let mut created = Vec::new();
+    let mut positions = Vec::new();
+    for (position, e) in run {
+        if let PostEvent::PostCreated(e) = e {
+            ids.push(e.post_id);
+            authors.push(e.author_id);
+            nicks.push(e.author_nickname.as_str());
+            titles.push(e.title.as_str());
+            contents.push(e.content.as_str());
+            // Slugs hold no comma.
+            categories.push(e.categories.join(","));
+            created.push(forum_store::log::to_time(e.created_at_us));
+            positions.push(*position);
+        }
+    }
+    sqlx::query(&format!(
+        "insert into {schema}.posts (id, author_id, author_nickname, title, content, categories,
+                                     created_at, position)
+         select k.id, k.author, k.nick, k.title, k.content, string_to_array(k.cats, ','), k.created, k.pos
+         from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::timestamptz[], $8::bigint[])
+              as k(id, author, nick, title, content, cats, created, pos)
+         on conflict (id) do nothing"
+    ))
+    .bind(&ids)
+    .bind(&authors)
+    .bind(&nicks)
+    .bind(&titles)
+    .bind(&contents)
+    .bind(&categories)
+    .bind(&created)
+    .bind(&positions)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "insert into {schema}.post_categories (post_id, category, position)
+         select p.id, c, p.position from {schema}.posts p, unnest(p.categories) as c
+         where p.id = any($1) and not p.deleted
+         on conflict do nothing"
+    ))
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// A run of `comment_created`: one insert, one count update.
+async fn comments_created(
+    tx: &mut PgConnection,
+    schema: &str,
+    run: &[(i64, PostEvent)],
+) -> Result<()> {
+    let mut ids = Vec::new();
+    let mut posts = Vec::new();
+    let mut authors = Vec::new();
+    let mut nicks = Vec::new();
+    let mut contents = Vec::new();
+    let mut created = Vec::new();
+    let mut positions = Vec::new();
+    for (position, e) in run {
+        if let PostEvent::CommentCreated(e) = e {
+            ids.push(e.comment_id);
+            posts.push(e.post_id);
+            authors.push(e.author_id);
+            nicks.push(e.author_nickname.as_str());
+            contents.push(e.content.as_str());
+            created.push(forum_store::log::to_time(e.created_at_us));
+            positions.push(*position);
+        }
+    }
+    sqlx::query(&format!(
+        "with ins as (
+             insert into {schema}.comments (id, post_id, author_id, author_nickname, content,
+                                            created_at, position)
+             select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                                  $6::timestamptz[], $7::bigint[])
+             on conflict (id) do nothing
+             returning post_id)
+         update {schema}.posts p set comment_count = p.comment_count + n.n
+         from (select post_id, count(*)::int as n from ins group by post_id) n
+         where p.id = n.post_id"
+    ))
+    .bind(&ids)
+    .bind(&posts)
+    .bind(&authors)
+    .bind(&nicks)
+    .bind(&contents)
+    .bind(&created)
+    .bind(&positions)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// A run of `reaction_set`: the events carry absolute counts and the
+/// user's whole reaction, so the last event per target and per (target,
+/// user) wins; one statement per table.
+async fn reactions_set(
+    tx: &mut PgConnection,
+    schema: &str,
+    run: &[(i64, PostEvent)],
+) -> Result<()> {
+    let mut counts: HashMap<Uuid, (TargetKind, i32, i32)> = HashMap::new();
+    let mut reactions: HashMap<(Uuid, Uuid), (TargetKind, Reaction)> = HashMap::new();
+    for (_, e) in run {
+        if let PostEvent::ReactionSet(e) = e {
+            counts.insert(e.target_id, (e.target, e.likes as i32, e.dislikes as i32));
+            reactions.insert((e.target_id, e.user_id), (e.target, e.reaction));
+        }
+    }
+    for (kind, table) in [
+        (TargetKind::Post, "posts"),
+        (TargetKind::Comment, "comments"),
+    ] {
+        let (mut ids, mut likes, mut dislikes) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, (k, l, d)) in &counts {
+            if *k == kind {
+                ids.push(*id);
+                likes.push(*l);
+                dislikes.push(*d);
+            }
+        }
+        if ids.is_empty() {
+            continue;
+        }
+        sqlx::query(&format!(
+            "update {schema}.{table} t set likes = k.l, dislikes = k.d
+             from unnest($1::uuid[], $2::int[], $3::int[]) as k(id, l, d) where t.id = k.id"
+        ))
+        .bind(&ids)
+        .bind(&likes)
+        .bind(&dislikes)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let (mut del_t, mut del_u) = (Vec::new(), Vec::new());
+    let (mut set_t, mut set_u, mut set_k, mut set_r) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((t, u), (kind, reaction)) in &reactions {
+        match reaction.as_str() {
+            None => {
+                del_t.push(*t);
+                del_u.push(*u);
+            }
+            Some(r) => {
+                set_t.push(*t);
+                set_u.push(*u);
+                set_k.push(kind.as_str());
+                set_r.push(r);
+            }
+        }
+    }
+    if !del_t.is_empty() {
+        sqlx::query(&format!(
+            "delete from {schema}.reactions r using unnest($1::uuid[], $2::uuid[]) as k(t, u)
+             where r.target_id = k.t and r.user_id = k.u"
+        ))
+        .bind(&del_t)
+        .bind(&del_u)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !set_t.is_empty() {
+        sqlx::query(&format!(
+            "insert into {schema}.reactions (target_id, user_id, target_kind, reaction, post_position)
+             select k.t, k.u, k.kind, k.r, p.position
+             from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) as k(t, u, kind, r)
+             left join {schema}.posts p on p.id = k.t and k.kind = 'post'
+             on conflict (target_id, user_id) do update set reaction = excluded.reaction"
+        ))
+        .bind(&set_t)
+        .bind(&set_u)
+        .bind(&set_k)
+        .bind(&set_r)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }
