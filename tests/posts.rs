@@ -816,3 +816,75 @@ async fn the_feed_query_uses_an_index_over_100000_posts() {
     assert_eq!(status, 200);
     assert_eq!(page["items"].as_array().expect("items").len(), 5);
 }
+
+#[tokio::test]
+async fn a_retried_delete_answers_204_again_and_edits_refuse_blank_text() {
+    let sys = System::up().await;
+    let (ada, _) = sys.register("ada").await;
+    let post = new_post(&sys, &ada, "p", &["news"]).await;
+    let pid = id(&post);
+    let (_, c) = sys
+        .post(
+            &format!("/api/posts/{pid}/comments"),
+            Some(&ada),
+            json!({"content": "c"}),
+        )
+        .await;
+    let (status, body) = sys
+        .call(
+            Method::PATCH,
+            &format!("/api/comments/{}", id(&c)),
+            Some(&ada),
+            Some(json!({"content": "   "})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["fields"].get("content").is_some());
+    let (status, body) = sys
+        .call(
+            Method::PATCH,
+            &format!("/api/posts/{pid}"),
+            Some(&ada),
+            Some(json!({"title": " ", "categories": ["nope"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["fields"].get("title").is_some());
+    assert!(body["error"]["fields"].get("categories").is_some());
+    let delete = || {
+        sys.http
+            .delete(sys.url(&format!("/api/posts/{pid}")))
+            .bearer_auth(&ada)
+            .header("Idempotency-Key", "delete-once")
+            .send()
+    };
+    assert_eq!(delete().await.expect("send").status(), 204);
+    assert_eq!(delete().await.expect("send").status(), 204);
+}
+
+#[tokio::test]
+async fn the_openapi_description_lists_every_forum_route() {
+    let sys = System::up().await;
+    let (status, doc) = sys.get("/api/openapi.json", None).await;
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/api/categories", "get"),
+        ("/api/posts", "get"),
+        ("/api/posts", "post"),
+        ("/api/posts/{id}", "get"),
+        ("/api/posts/{id}", "patch"),
+        ("/api/posts/{id}", "delete"),
+        ("/api/posts/{id}/comments", "get"),
+        ("/api/posts/{id}/comments", "post"),
+        ("/api/comments/{id}", "patch"),
+        ("/api/comments/{id}", "delete"),
+        ("/api/posts/{id}/reaction", "put"),
+        ("/api/comments/{id}/reaction", "put"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+}
