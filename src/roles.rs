@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use forum_commands::auth::Auth;
+use forum_commands::posts::Posts;
 use forum_commands::runtime::{self, Options};
 use forum_events::{subject::Subjects, Service};
 use forum_projections::registry;
@@ -83,7 +84,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 /// The command services this build has.
-pub const SERVICES: [&str; 1] = ["auth"];
+pub const SERVICES: [&str; 2] = ["auth", "posts"];
 
 async fn connect(common: &Common, role: &str) -> Result<(PgPool, async_nats::Client, Subjects)> {
     let pool = setup::connect_pg(&common.database_url, common.db_max_connections).await?;
@@ -131,6 +132,10 @@ async fn run_service(
     match service {
         Service::Auth => {
             let domain = Auth::new(pool.clone(), Duration::from_secs(args.session_ttl_secs));
+            runtime::serve(domain, pool, nats, subjects, options, stop).await?;
+        }
+        Service::Posts => {
+            let domain = Posts::new(pool.clone());
             runtime::serve(domain, pool, nats, subjects, options, stop).await?;
         }
         other => {

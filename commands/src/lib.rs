@@ -9,10 +9,12 @@
 //!   any lock), then batches of prepared commands decided and appended in one
 //!   transaction under the service's append lock (group commit).
 //! - [`auth`]: the accounts domain: validation newtypes, commands, decisions.
+//! - [`posts`]: the forum domain: posts, comments, reactions.
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
 pub mod error;
+pub mod posts;
 pub mod runtime;
 pub mod wire;
 

@@ -8,6 +8,7 @@
 //! - [`codec`]: postcard encoding with strict decoding (no trailing bytes).
 //! - [`subject`]: subject and stream names, all under one configurable prefix.
 //! - [`auth`]: the accounts service's events.
+//! - [`posts`]: the forum service's events (posts, comments, reactions).
 //!
 //! Every event type is its own struct; the envelope names it by type name and
 //! schema version. A changed shape gets a new schema version and an upcaster
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod codec;
 pub mod envelope;
+pub mod posts;
 pub mod subject;
 
 pub use codec::DecodeError;

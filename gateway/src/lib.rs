@@ -146,6 +146,7 @@ pub fn app(state: AppState) -> Router {
             "/api",
             routes::auth::router()
                 .merge(routes::users::router())
+                .merge(routes::posts::router())
                 .merge(routes::docs::router())
                 .layer(middleware::from_fn_with_state(
                     state.clone(),

@@ -12,9 +12,11 @@
 //! - [`replay`]: rebuilding a projection into a new version beside the live
 //!   one and switching reads to it, listing versions, verifying a rebuild.
 //! - [`users`], [`sessions`]: the accounts read models.
+//! - [`posts`]: posts, comments and reactions.
 //! - [`error`]: the crate's error type.
 
 pub mod error;
+pub mod posts;
 pub mod projection;
 pub mod registry;
 pub mod replay;
@@ -29,7 +31,11 @@ pub use projection::{Progress, Projection};
 
 /// Every projection this build knows, at its code version.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(users::Users), Arc::new(sessions::Sessions)]
+    vec![
+        Arc::new(users::Users),
+        Arc::new(sessions::Sessions),
+        Arc::new(posts::Posts),
+    ]
 }
 
 /// The projection named `name`, if this build knows it.

@@ -3,4 +3,5 @@
 pub mod auth;
 pub mod docs;
 pub mod ops;
+pub mod posts;
 pub mod users;

@@ -1,0 +1,499 @@
+//! The forum domain: posts, comments, reactions.
+//!
+//! # Layout
+//! - [`validate`]: newtypes that parse API input once, at the edge, and the
+//!   fixed set of categories.
+//! - [`decide`]: the state, the pure decisions and their given/when/then
+//!   tests.
+//! - this file: the wire commands and the [`Domain`] glue (loading the
+//!   batch's state in the append transaction, writing the write model).
+
+pub mod decide;
+pub mod validate;
+
+use std::collections::HashSet;
+
+use forum_events::posts::{PostEvent, Reaction, TargetKind};
+use forum_events::{NewEvent, Service};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::runtime::{Context, Domain, Outcome};
+use crate::wire::Rejection;
+use crate::Result;
+use decide::{CommentState, NewComment, NewPost, PostEdit, PostState, World};
+
+/// Write a post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatePost {
+    /// Validated title.
+    pub title: String,
+    /// Validated content.
+    pub content: String,
+    /// Validated categories.
+    pub categories: Vec<String>,
+}
+
+/// Edit one's post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditPost {
+    /// The post.
+    pub post_id: Uuid,
+    /// The validated changes.
+    pub edit: PostEdit,
+}
+
+/// Delete one's post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletePost {
+    /// The post.
+    pub post_id: Uuid,
+}
+
+/// Comment on a post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateComment {
+    /// The post.
+    pub post_id: Uuid,
+    /// Validated content.
+    pub content: String,
+}
+
+/// Edit one's comment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditComment {
+    /// The comment.
+    pub comment_id: Uuid,
+    /// Validated content.
+    pub content: String,
+}
+
+/// Delete one's comment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteComment {
+    /// The comment.
+    pub comment_id: Uuid,
+}
+
+/// Set (or withdraw) one's reaction to a post or comment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetReaction {
+    /// Post or comment.
+    pub target: TargetKind,
+    /// Its id.
+    pub target_id: Uuid,
+    /// The new reaction.
+    pub reaction: Reaction,
+}
+
+/// Every command of the forum service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PostsCommand {
+    /// See [`CreatePost`].
+    CreatePost(CreatePost),
+    /// See [`EditPost`].
+    EditPost(EditPost),
+    /// See [`DeletePost`].
+    DeletePost(DeletePost),
+    /// See [`CreateComment`].
+    CreateComment(CreateComment),
+    /// See [`EditComment`].
+    EditComment(EditComment),
+    /// See [`DeleteComment`].
+    DeleteComment(DeleteComment),
+    /// See [`SetReaction`].
+    SetReaction(SetReaction),
+}
+
+impl PostsCommand {
+    /// The last token of the command's subject.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PostsCommand::CreatePost(_) => "create_post",
+            PostsCommand::EditPost(_) => "edit_post",
+            PostsCommand::DeletePost(_) => "delete_post",
+            PostsCommand::CreateComment(_) => "create_comment",
+            PostsCommand::EditComment(_) => "edit_comment",
+            PostsCommand::DeleteComment(_) => "delete_comment",
+            PostsCommand::SetReaction(_) => "set_reaction",
+        }
+    }
+}
+
+/// What an accepted forum command answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PostsData {
+    /// A post or comment was written, edited or deleted.
+    Done {
+        /// Its id.
+        id: Uuid,
+    },
+    /// The actor's reaction now stands as given.
+    Reaction {
+        /// Likes afterwards.
+        likes: u32,
+        /// Dislikes afterwards.
+        dislikes: u32,
+        /// The actor's reaction.
+        reaction: Reaction,
+    },
+}
+
+/// A command after preparation: actor known, ids and time chosen.
+pub struct Prepared {
+    actor: Uuid,
+    at_us: i64,
+    kind: Kind,
+}
+
+enum Kind {
+    CreatePost(NewPost),
+    EditPost(EditPost),
+    DeletePost(Uuid),
+    CreateComment(NewComment),
+    EditComment(EditComment),
+    DeleteComment(Uuid),
+    SetReaction(SetReaction),
+}
+
+/// The forum service.
+pub struct Posts {
+    pool: PgPool,
+}
+
+impl Posts {
+    /// A service using `pool` for look-ups.
+    pub fn new(pool: PgPool) -> Self {
+        Posts { pool }
+    }
+
+    async fn nickname(&self, user: Uuid) -> std::result::Result<String, Rejection> {
+        let nick: Option<String> =
+            sqlx::query_scalar("select nickname from read.users where id = $1")
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "nickname look-up failed");
+                    Rejection::Internal
+                })?;
+        nick.ok_or(Rejection::Unauthorized)
+    }
+}
+
+impl Domain for Posts {
+    const SERVICE: Service = Service::Posts;
+    type Command = PostsCommand;
+    type Prepared = Prepared;
+    type Data = PostsData;
+
+    async fn prepare(
+        &self,
+        ctx: &Context,
+        command: PostsCommand,
+    ) -> std::result::Result<Prepared, Rejection> {
+        let actor = ctx.actor.ok_or(Rejection::Unauthorized)?;
+        let at_us = chrono::Utc::now().timestamp_micros();
+        let kind = match command {
+            PostsCommand::CreatePost(c) => Kind::CreatePost(NewPost {
+                post_id: Uuid::now_v7(),
+                author_id: actor,
+                author_nickname: self.nickname(actor).await?,
+                title: c.title,
+                content: c.content,
+                categories: c.categories,
+                at_us,
+            }),
+            PostsCommand::EditPost(c) => Kind::EditPost(c),
+            PostsCommand::DeletePost(c) => Kind::DeletePost(c.post_id),
+            PostsCommand::CreateComment(c) => Kind::CreateComment(NewComment {
+                comment_id: Uuid::now_v7(),
+                post_id: c.post_id,
+                author_id: actor,
+                author_nickname: self.nickname(actor).await?,
+                content: c.content,
+                at_us,
+            }),
+            PostsCommand::EditComment(c) => Kind::EditComment(c),
+            PostsCommand::DeleteComment(c) => Kind::DeleteComment(c.comment_id),
+            PostsCommand::SetReaction(c) => Kind::SetReaction(c),
+        };
+        Ok(Prepared { actor, at_us, kind })
+    }
+
+    async fn execute(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[(Context, Prepared)],
+    ) -> Result<Vec<Outcome<PostsData>>> {
+        let mut world = load(tx, batch).await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut dirty_posts = HashSet::new();
+        let mut dirty_comments = HashSet::new();
+        let mut dirty_reactions = HashSet::new();
+        for (_, p) in batch {
+            let decided = decide_one(&world, p);
+            outcomes.push(decided.map(|(events, data)| {
+                let mut stored = Vec::with_capacity(events.len());
+                for event in &events {
+                    decide::apply(&mut world, event);
+                    let post_id = event.post_id();
+                    dirty_posts.insert(post_id);
+                    match event {
+                        PostEvent::CommentCreated(e) => {
+                            dirty_comments.insert(e.comment_id);
+                        }
+                        PostEvent::CommentDeleted(e) => {
+                            dirty_comments.insert(e.comment_id);
+                        }
+                        PostEvent::ReactionSet(e) => {
+                            dirty_reactions.insert((e.target_id, e.user_id));
+                            if e.target == TargetKind::Comment {
+                                dirty_comments.insert(e.target_id);
+                            }
+                        }
+                        _ => {}
+                    }
+                    let version = world.posts.get(&post_id).map_or(1, |s| s.version);
+                    stored.push(NewEvent::new(post_id, version, Uuid::now_v7(), event));
+                }
+                (stored, data)
+            }));
+        }
+        write_model(tx, &world, &dirty_posts, &dirty_comments, &dirty_reactions).await?;
+        Ok(outcomes)
+    }
+}
+
+fn decide_one(
+    world: &World,
+    p: &Prepared,
+) -> std::result::Result<(Vec<PostEvent>, PostsData), Rejection> {
+    let (actor, at) = (p.actor, p.at_us);
+    match &p.kind {
+        Kind::CreatePost(n) => Ok((decide::create_post(n), PostsData::Done { id: n.post_id })),
+        Kind::EditPost(e) => decide::edit_post(world, e.post_id, actor, &e.edit, at)
+            .map(|ev| (ev, PostsData::Done { id: e.post_id })),
+        Kind::DeletePost(id) => {
+            decide::delete_post(world, *id, actor, at).map(|ev| (ev, PostsData::Done { id: *id }))
+        }
+        Kind::CreateComment(n) => {
+            decide::create_comment(world, n).map(|ev| (ev, PostsData::Done { id: n.comment_id }))
+        }
+        Kind::EditComment(e) => decide::edit_comment(world, e.comment_id, actor, &e.content, at)
+            .map(|ev| (ev, PostsData::Done { id: e.comment_id })),
+        Kind::DeleteComment(id) => decide::delete_comment(world, *id, actor, at)
+            .map(|ev| (ev, PostsData::Done { id: *id })),
+        Kind::SetReaction(r) => {
+            decide::set_reaction(world, r.target, r.target_id, actor, r.reaction, at).map(
+                |(ev, likes, dislikes)| {
+                    (
+                        ev,
+                        PostsData::Reaction {
+                            likes,
+                            dislikes,
+                            reaction: r.reaction,
+                        },
+                    )
+                },
+            )
+        }
+    }
+}
+
+/// Loads, in one query per table, the state the batch's decisions read.
+async fn load(tx: &mut PgConnection, batch: &[(Context, Prepared)]) -> Result<World> {
+    let mut post_ids = Vec::new();
+    let mut comment_ids = Vec::new();
+    let mut reaction_keys: Vec<(Uuid, Uuid)> = Vec::new();
+    for (_, p) in batch {
+        match &p.kind {
+            Kind::CreatePost(_) => {}
+            Kind::EditPost(e) => post_ids.push(e.post_id),
+            Kind::DeletePost(id) => post_ids.push(*id),
+            Kind::CreateComment(n) => post_ids.push(n.post_id),
+            Kind::EditComment(e) => comment_ids.push(e.comment_id),
+            Kind::DeleteComment(id) => comment_ids.push(*id),
+            Kind::SetReaction(r) => {
+                match r.target {
+                    TargetKind::Post => post_ids.push(r.target_id),
+                    TargetKind::Comment => comment_ids.push(r.target_id),
+                }
+                reaction_keys.push((r.target_id, p.actor));
+            }
+        }
+    }
+    let mut world = World::default();
+    if !comment_ids.is_empty() {
+        let rows = sqlx::query(
+            "select comment_id, post_id, author_id, deleted, likes, dislikes
+             from posts.comments where comment_id = any($1)",
+        )
+        .bind(&comment_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let post_id: Uuid = r.try_get("post_id")?;
+            post_ids.push(post_id);
+            world.comments.insert(
+                r.try_get("comment_id")?,
+                CommentState {
+                    post_id,
+                    author_id: r.try_get("author_id")?,
+                    deleted: r.try_get("deleted")?,
+                    likes: r.try_get::<i32, _>("likes")? as u32,
+                    dislikes: r.try_get::<i32, _>("dislikes")? as u32,
+                },
+            );
+        }
+    }
+    if !post_ids.is_empty() {
+        let rows = sqlx::query(
+            "select post_id, author_id, author_nickname, title, content, categories,
+                    created_at_us, deleted, version, likes, dislikes, comment_count
+             from posts.posts where post_id = any($1)",
+        )
+        .bind(&post_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            world.posts.insert(
+                r.try_get("post_id")?,
+                PostState {
+                    author_id: r.try_get("author_id")?,
+                    author_nickname: r.try_get("author_nickname")?,
+                    title: r.try_get("title")?,
+                    content: r.try_get("content")?,
+                    categories: r.try_get("categories")?,
+                    created_at_us: r.try_get("created_at_us")?,
+                    deleted: r.try_get("deleted")?,
+                    version: r.try_get::<i32, _>("version")? as u32,
+                    likes: r.try_get::<i32, _>("likes")? as u32,
+                    dislikes: r.try_get::<i32, _>("dislikes")? as u32,
+                    comment_count: r.try_get::<i32, _>("comment_count")? as u32,
+                },
+            );
+        }
+    }
+    if !reaction_keys.is_empty() {
+        let (targets, users): (Vec<Uuid>, Vec<Uuid>) = reaction_keys.into_iter().unzip();
+        let rows = sqlx::query(
+            "select r.target_id, r.user_id, r.reaction from posts.reactions r
+             join unnest($1::uuid[], $2::uuid[]) as k(target_id, user_id)
+               on r.target_id = k.target_id and r.user_id = k.user_id",
+        )
+        .bind(&targets)
+        .bind(&users)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let reaction = match r.try_get::<i16, _>("reaction")? {
+                1 => Reaction::Like,
+                2 => Reaction::Dislike,
+                _ => Reaction::None,
+            };
+            world
+                .reactions
+                .insert((r.try_get("target_id")?, r.try_get("user_id")?), reaction);
+        }
+    }
+    Ok(world)
+}
+
+/// Writes the touched rows of the world back, in the append transaction.
+async fn write_model(
+    tx: &mut PgConnection,
+    world: &World,
+    posts: &HashSet<Uuid>,
+    comments: &HashSet<Uuid>,
+    reactions: &HashSet<(Uuid, Uuid)>,
+) -> Result<()> {
+    for id in posts {
+        let Some(p) = world.posts.get(id) else {
+            continue;
+        };
+        sqlx::query(
+            "insert into posts.posts (post_id, author_id, author_nickname, title, content, categories,
+                                      created_at_us, deleted, version, likes, dislikes, comment_count)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             on conflict (post_id) do update set
+                title = excluded.title, content = excluded.content, categories = excluded.categories,
+                deleted = excluded.deleted, version = excluded.version, likes = excluded.likes,
+                dislikes = excluded.dislikes, comment_count = excluded.comment_count",
+        )
+        .bind(id)
+        .bind(p.author_id)
+        .bind(&p.author_nickname)
+        .bind(&p.title)
+        .bind(&p.content)
+        .bind(&p.categories)
+        .bind(p.created_at_us)
+        .bind(p.deleted)
+        .bind(p.version as i32)
+        .bind(p.likes as i32)
+        .bind(p.dislikes as i32)
+        .bind(p.comment_count as i32)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for id in comments {
+        let Some(c) = world.comments.get(id) else {
+            continue;
+        };
+        sqlx::query(
+            "insert into posts.comments (comment_id, post_id, author_id, deleted, likes, dislikes)
+             values ($1, $2, $3, $4, $5, $6)
+             on conflict (comment_id) do update set
+                deleted = excluded.deleted, likes = excluded.likes, dislikes = excluded.dislikes",
+        )
+        .bind(id)
+        .bind(c.post_id)
+        .bind(c.author_id)
+        .bind(c.deleted)
+        .bind(c.likes as i32)
+        .bind(c.dislikes as i32)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !reactions.is_empty() {
+        let (mut set_t, mut set_u, mut set_r) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut del_t, mut del_u) = (Vec::new(), Vec::new());
+        for &(t, u) in reactions {
+            match world.reaction(t, u) {
+                Reaction::None => {
+                    del_t.push(t);
+                    del_u.push(u);
+                }
+                r => {
+                    set_t.push(t);
+                    set_u.push(u);
+                    set_r.push(if r == Reaction::Like { 1i16 } else { 2i16 });
+                }
+            }
+        }
+        if !del_t.is_empty() {
+            sqlx::query(
+                "delete from posts.reactions r using unnest($1::uuid[], $2::uuid[]) as k(t, u)
+                 where r.target_id = k.t and r.user_id = k.u",
+            )
+            .bind(&del_t)
+            .bind(&del_u)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !set_t.is_empty() {
+            sqlx::query(
+                "insert into posts.reactions (target_id, user_id, reaction)
+                 select * from unnest($1::uuid[], $2::uuid[], $3::smallint[])
+                 on conflict (target_id, user_id) do update set reaction = excluded.reaction",
+            )
+            .bind(&set_t)
+            .bind(&set_u)
+            .bind(&set_r)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
