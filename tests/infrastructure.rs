@@ -284,6 +284,7 @@ async fn two_gateways_and_two_auth_services_share_the_work_and_the_sessions() {
     sys.migrate();
     sys.spawn("auth1", &["service", "auth"], &[]);
     sys.spawn("auth2", &["service", "auth"], &[]);
+    sys.spawn("posts", &["service", "posts"], &[]);
     sys.spawn("projector", &["projector"], &[]);
     let g1 = sys.spawn_gateway(&[]);
     let g2 = sys.spawn_gateway(&[]);
@@ -376,6 +377,30 @@ async fn two_gateways_and_two_auth_services_share_the_work_and_the_sessions() {
         .0,
         401
     );
+    // The posts service, on its own, behind either gateway.
+    let (_, body) = common::call_at(
+        &http,
+        &g1,
+        reqwest::Method::POST,
+        "/api/auth/login",
+        None,
+        Some(json!({"login": "multi1", "password": "password-multi1"})),
+    )
+    .await;
+    let writer = body["token"].as_str().expect("token").to_string();
+    let (status, post) = common::call_at(
+        &http,
+        &g1,
+        reqwest::Method::POST,
+        "/api/posts",
+        Some(&writer),
+        Some(json!({"title": "Hello", "content": "From gateway one", "categories": ["general"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{post}");
+    let path = format!("/api/posts/{}", post["id"].as_str().expect("id"));
+    let (status, read) = common::call_at(&http, &g2, reqwest::Method::GET, &path, None, None).await;
+    assert_eq!((status, read["title"].clone()), (200, json!("Hello")));
     // One service instance down: the other carries on.
     sys.kill("auth1");
     let (status, body) = common::call_at(
