@@ -189,21 +189,8 @@ impl EventSet for AuthEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{hex, id, unhex};
 
-    fn id(n: u8) -> Uuid {
-        Uuid::from_bytes([n; 16])
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
 
     /// (type, version, golden bytes, the event they must decode to).
     fn golden() -> Vec<(&'static str, u16, &'static str, AuthEvent)> {

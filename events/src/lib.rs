@@ -9,6 +9,8 @@
 //! - [`subject`]: subject and stream names, all under one configurable prefix.
 //! - [`auth`]: the accounts service's events.
 //! - [`posts`]: the forum service's events (posts, comments, reactions).
+//! - [`chat`]: the chat service's events (messages, read receipts).
+//! - [`notifications`]: the notifications service's events.
 //!
 //! Every event type is its own struct; the envelope names it by type name and
 //! schema version. A changed shape gets a new schema version and an upcaster
@@ -17,10 +19,14 @@
 //! This crate depends on no other member of the workspace.
 
 pub mod auth;
+pub mod chat;
 pub mod codec;
 pub mod envelope;
+pub mod notifications;
 pub mod posts;
 pub mod subject;
+#[cfg(test)]
+mod testing;
 
 pub use codec::DecodeError;
 pub use envelope::{EventSet, Metadata, NewEvent, RecordedEvent, Service};

@@ -18,6 +18,7 @@ pub mod bus;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     /// Counters.
     pub metrics: Metrics,
+    /// Who is online, on every gateway.
+    pub presence: live::Presence,
     /// Settings.
     pub config: Arc<Config>,
 }
@@ -109,6 +112,7 @@ impl AppState {
             watermarks,
             tokens: Arc::new(Tokens::new(&config.jwt_secret)),
             metrics,
+            presence: live::Presence::default(),
             config: Arc::new(config),
         })
     }

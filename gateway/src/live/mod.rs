@@ -1,0 +1,5 @@
+//! The live feed: WebSockets, fan-out of events, presence and typing.
+
+pub mod presence;
+
+pub use presence::Presence;
