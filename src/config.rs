@@ -70,6 +70,23 @@ pub struct GatewayArgs {
     /// How long a write waits for the read models to reflect it, in milliseconds.
     #[arg(long, env = "FORUM_READ_TIMEOUT_MS", default_value_t = 5_000)]
     pub read_timeout_ms: u64,
+    /// Frames queued per WebSocket before it is closed as a slow consumer (4008).
+    #[arg(long, env = "FORUM_WS_QUEUE", default_value_t = 1024)]
+    pub ws_queue: usize,
+    /// WebSocket ping interval in milliseconds; a socket silent for a whole
+    /// interval after a ping is closed.
+    #[arg(long, env = "FORUM_WS_PING_MS", default_value_t = 20_000)]
+    pub ws_ping_ms: u64,
+    /// Largest client WebSocket frame in bytes; a larger one closes the socket (1009).
+    #[arg(long, env = "FORUM_WS_MAX_MESSAGE", default_value_t = 4096)]
+    pub ws_max_message: usize,
+    /// Most events a WebSocket resume replays; an older cursor answers `resumed: false`.
+    #[arg(long, env = "FORUM_WS_RESUME_MAX", default_value_t = 10_000)]
+    pub ws_resume_max: u64,
+    /// Presence heartbeat between gateways in milliseconds; a gateway silent
+    /// for 2.5 heartbeats is taken for dead and its users go offline.
+    #[arg(long, env = "FORUM_PRESENCE_HEARTBEAT_MS", default_value_t = 10_000)]
+    pub presence_heartbeat_ms: u64,
 }
 
 /// Settings of the command services.

@@ -212,8 +212,16 @@ async fn run_gateway(
         command_timeout: Duration::from_millis(args.command_timeout_ms),
         read_timeout: Duration::from_millis(args.read_timeout_ms),
         cookie_secure: args.production,
+        live: forum_gateway::live::Settings {
+            queue: args.ws_queue.max(1),
+            ping: Duration::from_millis(args.ws_ping_ms.max(100)),
+            max_message: args.ws_max_message.max(64),
+            resume_max: args.ws_resume_max,
+            heartbeat: Duration::from_millis(args.presence_heartbeat_ms.max(100)),
+            ..forum_gateway::live::Settings::default()
+        },
     };
-    let state = forum_gateway::AppState::new(config, pool, nats, subjects).await?;
+    let state = forum_gateway::AppState::new(config, pool, nats, subjects, stop.clone()).await?;
     let listener = forum_gateway::bind(args.listen)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");

@@ -186,3 +186,12 @@ impl From<sqlx::Error> for ApiError {
 
 /// The gateway's result type.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl From<forum_store::Error> for ApiError {
+    fn from(e: forum_store::Error) -> Self {
+        match e {
+            forum_store::Error::Database(e) => e.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -59,6 +59,8 @@ pub struct Config {
     pub read_timeout: Duration,
     /// Mark the session cookie `Secure` (behind HTTPS).
     pub cookie_secure: bool,
+    /// The live feed's tunables.
+    pub live: live::Settings,
 }
 
 /// What every handler shares; cloning is shallow.
@@ -80,20 +82,25 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Who is online, on every gateway.
     pub presence: live::Presence,
+    /// The live feed.
+    pub live: live::Live,
     /// Settings.
     pub config: Arc<Config>,
 }
 
 impl AppState {
-    /// Builds the state and starts following the projectors.
+    /// Builds the state, starts following the projectors and starts the
+    /// live feed; the feed's tasks end and its sockets close when `stop`
+    /// turns true.
     ///
     /// # Errors
-    /// When NATS refuses the subscription.
+    /// When NATS refuses a subscription or Postgres is unreachable.
     pub async fn new(
         config: Config,
         pool: PgPool,
         nats: async_nats::Client,
         subjects: Subjects,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Self, ApiError> {
         let metrics = Metrics::default();
         let bus = Bus::new(
@@ -104,6 +111,17 @@ impl AppState {
         );
         let watermarks = Watermarks::new(pool.clone(), config.read_timeout);
         watermarks.follow(nats.clone(), &subjects).await?;
+        let presence = live::Presence::default();
+        let live = live::Live::start(
+            config.live.clone(),
+            pool.clone(),
+            nats.clone(),
+            &subjects,
+            metrics.clone(),
+            presence.clone(),
+            stop,
+        )
+        .await?;
         Ok(AppState {
             pool,
             nats,
@@ -112,7 +130,8 @@ impl AppState {
             watermarks,
             tokens: Arc::new(Tokens::new(&config.jwt_secret)),
             metrics,
-            presence: live::Presence::default(),
+            presence,
+            live,
             config: Arc::new(config),
         })
     }
@@ -152,6 +171,7 @@ pub fn app(state: AppState) -> Router {
                 .merge(routes::users::router())
                 .merge(routes::posts::router())
                 .merge(routes::docs::router())
+                .route("/ws", axum::routing::get(live::socket::upgrade))
                 .layer(middleware::from_fn_with_state(
                     state.clone(),
                     idempotency::layer,

@@ -21,6 +21,7 @@ Every write accepts `Idempotency-Key` (1-128 characters). Live feed: `GET /api/w
         routes::posts::get_post, routes::posts::edit_post, routes::posts::delete_post,
         routes::posts::create_comment, routes::posts::list_comments, routes::posts::edit_comment,
         routes::posts::delete_comment, routes::posts::react_to_post, routes::posts::react_to_comment,
+        crate::live::socket::upgrade,
     ),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorDetail,

@@ -162,6 +162,35 @@ pub async fn read_after(
     rows.into_iter().map(|r| from_row(service, &r)).collect()
 }
 
+/// Reads up to `limit` events of `streams` with positions in
+/// (`after`, `upto`], in position order.
+///
+/// # Errors
+/// Database failure.
+pub async fn read_streams_between(
+    conn: &mut PgConnection,
+    service: Service,
+    streams: &[Uuid],
+    after: u64,
+    upto: u64,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>> {
+    let rows = sqlx::query(&format!(
+        "select position, stream_id, version, event_id, event_type, schema_version, payload,
+                correlation_id, causation_id, actor, recorded_at
+         from {}.events where stream_id = any($1) and position > $2 and position <= $3
+         order by position limit $4",
+        service.as_str()
+    ))
+    .bind(streams)
+    .bind(after as i64)
+    .bind(upto as i64)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(|r| from_row(service, &r)).collect()
+}
+
 /// Reads every event of one stream, in version order.
 ///
 /// # Errors

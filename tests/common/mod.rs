@@ -332,3 +332,4 @@ impl Drop for System {
         .join();
     }
 }
+pub mod ws;

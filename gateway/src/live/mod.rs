@@ -1,5 +1,137 @@
-//! The live feed: WebSockets, fan-out of events, presence and typing.
+//! The live feed: `GET /api/ws`, fan-out of events to sockets, resume from
+//! a cursor, presence and typing across gateways.
+//!
+//! # Layout
+//! - [`feed`]: one NATS subscription per event subject for the whole
+//!   gateway, made gap-free by reading missed positions from the logs.
+//! - [`frames`]: what each event becomes on the wire and who gets it,
+//!   serialized once.
+//! - [`hub`]: this gateway's sockets, their bounded queues, the feed
+//!   cursor, slow-consumer and logout closes.
+//! - [`cursor`]: the opaque resume cursor (a position per log).
+//! - [`socket`]: one socket: upgrade, `hello`, resume from the logs, then
+//!   live frames, pings, client frames.
+//! - [`presence`]: who is online on any gateway, with expiry of dead ones.
+//! - [`typing`]: typing indicators between gateways.
 
+pub mod cursor;
+pub mod feed;
+pub mod frames;
+pub mod hub;
 pub mod presence;
+pub mod socket;
+pub mod typing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use forum_events::subject::Subjects;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
 
 pub use presence::Presence;
+
+use crate::error::Result;
+use crate::metrics::Metrics;
+use hub::Hub;
+use typing::Typing;
+
+/// Tunables of the live feed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Frames queued per socket before it is closed as a slow consumer.
+    pub queue: usize,
+    /// Ping interval; a socket that answered nothing since the last ping
+    /// is closed.
+    pub ping: Duration,
+    /// Largest client frame accepted; larger ones close the socket (1009).
+    pub max_message: usize,
+    /// Most events a resume replays; an older cursor gets `resumed: false`.
+    pub resume_max: u64,
+    /// Presence heartbeat between gateways.
+    pub heartbeat: Duration,
+    /// How often the feed compares itself with the logs' heads.
+    pub check: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            queue: 1024,
+            ping: Duration::from_secs(20),
+            max_message: 4096,
+            resume_max: 10_000,
+            heartbeat: Duration::from_secs(10),
+            check: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The live side of a gateway. Cloning is shallow.
+#[derive(Clone)]
+pub struct Live {
+    /// This gateway's sockets.
+    pub hub: Arc<Hub>,
+    /// Typing indicators out.
+    pub typing: Typing,
+    /// Tunables.
+    pub settings: Arc<Settings>,
+}
+
+impl Live {
+    /// Starts the feed, presence and typing tasks; they stop with `stop`,
+    /// closing every socket with 1001 ("going away").
+    ///
+    /// # Errors
+    /// When NATS refuses a subscription or Postgres is unreachable.
+    pub async fn start(
+        settings: Settings,
+        pool: PgPool,
+        nats: async_nats::Client,
+        subjects: &Subjects,
+        metrics: Metrics,
+        presence: Presence,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Live> {
+        let (feed, cursor) = feed::start(pool, nats.clone(), subjects).await?;
+        let (local_tx, local_rx) = mpsc::unbounded_channel();
+        let hub = Arc::new(Hub::new(cursor, metrics, local_tx));
+        tokio::spawn(feed.run(hub.clone(), settings.check, stop.clone()));
+        let tracker = presence::Tracker::new(
+            Uuid::new_v4(),
+            presence,
+            hub.clone(),
+            nats.clone(),
+            subjects.gateway("presence"),
+        );
+        let heartbeat = settings.heartbeat;
+        let presence_stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tracker.run(local_rx, heartbeat, presence_stop).await {
+                tracing::error!(error = %e, "presence stopped");
+            }
+        });
+        let typing = Typing::new(nats, subjects.gateway("typing"));
+        let typing_task = typing.clone();
+        let typing_hub = hub.clone();
+        let typing_stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = typing_task.run(typing_hub, typing_stop).await {
+                tracing::error!(error = %e, "typing stopped");
+            }
+        });
+        let closing = hub.clone();
+        let mut stop = stop;
+        tokio::spawn(async move {
+            if stop.wait_for(|s| *s).await.is_ok() {
+                closing.close_all(hub::GOING_AWAY);
+            }
+        });
+        Ok(Live {
+            hub,
+            typing,
+            settings: Arc::new(settings),
+        })
+    }
+}

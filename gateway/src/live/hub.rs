@@ -1,0 +1,383 @@
+//! The sockets of this gateway and the delivery of frames to them.
+//!
+//! Every socket has a bounded queue of frames. A frame is serialized once
+//! and shared (`Utf8Bytes` clones are reference counts); a socket whose
+//! queue is full is closed with 4008 ("slow consumer") and removed, so it
+//! never holds anyone else up.
+//!
+//! The hub also holds the feed's [`Cursor`]: the last position delivered
+//! per log. A socket registers under the same lock that moves the cursor,
+//! so everything after the cursor it was given reaches its queue, and
+//! everything up to it is for the resume to read from the logs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use forum_events::Service;
+use tokio::sync::{mpsc, Notify};
+use uuid::Uuid;
+
+use super::cursor::Cursor;
+use super::frames::{Audience, Effect};
+use crate::metrics::Metrics;
+
+/// Close code for a socket whose queue overflowed.
+pub const SLOW_CONSUMER: u16 = 4008;
+/// Close code for a socket whose session ended (logout).
+pub const SESSION_ENDED: u16 = 4001;
+/// Close code when the gateway shuts down.
+pub const GOING_AWAY: u16 = 1001;
+
+/// Asks one socket to close, from anywhere.
+#[derive(Default)]
+pub struct Control {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl Control {
+    /// Asks the socket to close with `code` (the first request wins).
+    pub fn close(&self, code: u16) {
+        if self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves once a close was asked for, with its code.
+    pub async fn closed(&self) -> u16 {
+        loop {
+            let code = self.code.load(Ordering::Acquire);
+            if code != 0 {
+                return code;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+struct Entry {
+    user: Uuid,
+    session: Uuid,
+    tx: mpsc::Sender<Utf8Bytes>,
+    control: Arc<Control>,
+}
+
+#[derive(Default)]
+struct State {
+    cursor: Cursor,
+    sockets: HashMap<u64, Entry>,
+    by_user: HashMap<Uuid, Vec<u64>>,
+}
+
+/// A change of a user's presence on this gateway: their first socket
+/// opened (`true`) or their last one closed (`false`).
+pub type LocalPresence = (Uuid, bool);
+
+/// This gateway's sockets.
+pub struct Hub {
+    state: Mutex<State>,
+    next_id: AtomicU64,
+    metrics: Metrics,
+    presence: mpsc::UnboundedSender<LocalPresence>,
+}
+
+/// A registered socket's handle.
+pub struct Registration {
+    /// Its id in the hub.
+    pub id: u64,
+    /// The feed position it starts from: later events reach its queue.
+    pub start: Cursor,
+}
+
+impl Hub {
+    /// An empty hub starting at `cursor`; local presence changes go to
+    /// `presence`.
+    pub fn new(
+        cursor: Cursor,
+        metrics: Metrics,
+        presence: mpsc::UnboundedSender<LocalPresence>,
+    ) -> Self {
+        Hub {
+            state: Mutex::new(State {
+                cursor,
+                ..State::default()
+            }),
+            next_id: AtomicU64::new(1),
+            metrics,
+            presence,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The feed position delivered so far.
+    pub fn cursor(&self) -> Cursor {
+        self.lock().cursor
+    }
+
+    /// Adds a socket. Every frame after the returned cursor goes to `tx`.
+    pub fn register(
+        &self,
+        user: Uuid,
+        session: Uuid,
+        tx: mpsc::Sender<Utf8Bytes>,
+        control: Arc<Control>,
+    ) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        state.sockets.insert(
+            id,
+            Entry {
+                user,
+                session,
+                tx,
+                control,
+            },
+        );
+        let mine = state.by_user.entry(user).or_default();
+        mine.push(id);
+        let first = mine.len() == 1;
+        let start = state.cursor;
+        drop(state);
+        self.metrics.ws_open(1);
+        if first {
+            let _ = self.presence.send((user, true));
+        }
+        Registration { id, start }
+    }
+
+    /// Removes a socket (no-op when it is already gone).
+    pub fn unregister(&self, id: u64) {
+        let mut state = self.lock();
+        let gone = remove(&mut state, id);
+        drop(state);
+        self.removed(gone);
+    }
+
+    fn removed(&self, gone: Option<(Uuid, bool)>) {
+        if let Some((user, last)) = gone {
+            self.metrics.ws_open(-1);
+            if last {
+                let _ = self.presence.send((user, false));
+            }
+        }
+    }
+
+    /// Whether `user` has a socket on this gateway.
+    pub fn has_user(&self, user: Uuid) -> bool {
+        self.lock().by_user.contains_key(&user)
+    }
+
+    /// The users with a socket on this gateway.
+    pub fn users(&self) -> Vec<Uuid> {
+        self.lock().by_user.keys().copied().collect()
+    }
+
+    /// Applies one event of `service` at `position`: moves the cursor and
+    /// delivers its frame, or closes the sockets of an ended session.
+    pub fn publish(&self, service: Service, position: u64, effect: &Effect) {
+        let mut state = self.lock();
+        state.cursor.set(service, position);
+        let mut dropped = Vec::new();
+        match effect {
+            Effect::Frame(rendered) => {
+                let text = Utf8Bytes::from(rendered.frame(&state.cursor.encode()));
+                let n = deliver(&state, &rendered.audience, &text, &mut dropped);
+                self.metrics.ws_frames(n);
+            }
+            Effect::SessionEnded(session) => {
+                for entry in state.sockets.values().filter(|e| e.session == *session) {
+                    entry.control.close(SESSION_ENDED);
+                }
+            }
+            Effect::None => {}
+        }
+        let gone = self.drop_all(&mut state, dropped);
+        drop(state);
+        for g in gone {
+            self.removed(Some(g));
+        }
+    }
+
+    /// Sends a control frame (presence) to every socket.
+    pub fn broadcast(&self, text: &str) {
+        self.send(&Audience::Everyone, text);
+    }
+
+    /// Sends a control frame (typing) to every socket of `user`.
+    pub fn send_to_user(&self, user: Uuid, text: &str) {
+        self.send(&Audience::Users(vec![user]), text);
+    }
+
+    fn send(&self, audience: &Audience, text: &str) {
+        let text = Utf8Bytes::from(text);
+        let mut state = self.lock();
+        let mut dropped = Vec::new();
+        let n = deliver(&state, audience, &text, &mut dropped);
+        self.metrics.ws_frames(n);
+        let gone = self.drop_all(&mut state, dropped);
+        drop(state);
+        for g in gone {
+            self.removed(Some(g));
+        }
+    }
+
+    fn drop_all(&self, state: &mut State, dropped: Vec<(u64, bool)>) -> Vec<(Uuid, bool)> {
+        let mut gone = Vec::new();
+        for (id, slow) in dropped {
+            if slow {
+                self.metrics.ws_slow_closed();
+                if let Some(e) = state.sockets.get(&id) {
+                    e.control.close(SLOW_CONSUMER);
+                }
+            }
+            gone.extend(remove(state, id));
+        }
+        gone
+    }
+
+    /// Asks every socket to close with `code`.
+    pub fn close_all(&self, code: u16) {
+        for entry in self.lock().sockets.values() {
+            entry.control.close(code);
+        }
+    }
+
+    /// Open sockets.
+    pub fn len(&self) -> usize {
+        self.lock().sockets.len()
+    }
+
+    /// Whether no socket is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Queues `text` for the audience; sockets that could not take it are
+/// listed in `dropped` (with `true` when their queue was full).
+fn deliver(
+    state: &State,
+    audience: &Audience,
+    text: &Utf8Bytes,
+    dropped: &mut Vec<(u64, bool)>,
+) -> u64 {
+    let mut n = 0;
+    let mut offer = |id: u64, entry: &Entry| match entry.tx.try_send(text.clone()) {
+        Ok(()) => n += 1,
+        Err(mpsc::error::TrySendError::Full(_)) => dropped.push((id, true)),
+        Err(mpsc::error::TrySendError::Closed(_)) => dropped.push((id, false)),
+    };
+    match audience {
+        Audience::Everyone => {
+            for (id, entry) in &state.sockets {
+                offer(*id, entry);
+            }
+        }
+        Audience::Users(users) => {
+            for user in users {
+                for id in state.by_user.get(user).into_iter().flatten() {
+                    if let Some(entry) = state.sockets.get(id) {
+                        offer(*id, entry);
+                    }
+                }
+            }
+        }
+    }
+    n
+}
+
+/// Removes a socket; returns its user and whether it was their last one.
+fn remove(state: &mut State, id: u64) -> Option<(Uuid, bool)> {
+    let entry = state.sockets.remove(&id)?;
+    let last = match state.by_user.get_mut(&entry.user) {
+        Some(ids) => {
+            ids.retain(|i| *i != id);
+            ids.is_empty()
+        }
+        None => true,
+    };
+    if last {
+        state.by_user.remove(&entry.user);
+    }
+    Some((entry.user, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::frames::Rendered;
+
+    fn hub() -> (Hub, mpsc::UnboundedReceiver<LocalPresence>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Hub::new(Cursor::default(), Metrics::default(), tx), rx)
+    }
+
+    fn frame(audience: Audience) -> Effect {
+        Effect::Frame(Rendered {
+            kind: "post.new",
+            audience,
+            data: "{}".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_closes_only_that_socket_as_a_slow_consumer() {
+        let (hub, _presence) = hub();
+        let (slow_tx, _slow_rx) = mpsc::channel(1);
+        let (fast_tx, mut fast_rx) = mpsc::channel(8);
+        let slow = Arc::new(Control::default());
+        let fast = Arc::new(Control::default());
+        hub.register(Uuid::new_v4(), Uuid::new_v4(), slow_tx, slow.clone());
+        hub.register(Uuid::new_v4(), Uuid::new_v4(), fast_tx, fast.clone());
+        for p in 1..=3 {
+            hub.publish(Service::Posts, p, &frame(Audience::Everyone));
+        }
+        assert_eq!(slow.closed().await, SLOW_CONSUMER);
+        assert_eq!(fast.code.load(Ordering::Acquire), 0);
+        assert_eq!(hub.len(), 1);
+        for _ in 0..3 {
+            assert!(fast_rx.recv().await.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_starts_at_the_cursor_and_gets_only_its_frames() {
+        let (hub, mut presence) = hub();
+        hub.publish(Service::Chat, 4, &Effect::None);
+        let (me, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let (tx, mut rx) = mpsc::channel(8);
+        let r = hub.register(me, Uuid::new_v4(), tx, Arc::default());
+        assert_eq!(r.start.get(Service::Chat), 4);
+        assert_eq!(presence.recv().await, Some((me, true)));
+        hub.publish(Service::Chat, 5, &frame(Audience::Users(vec![other])));
+        hub.publish(Service::Chat, 6, &frame(Audience::Users(vec![me])));
+        let text = rx.recv().await.expect("frame");
+        let v: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
+        let c = Cursor::decode(v["cursor"].as_str().expect("cursor")).expect("cursor");
+        assert_eq!(c.get(Service::Chat), 6);
+        assert!(rx.try_recv().is_err());
+        hub.unregister(r.id);
+        assert_eq!(presence.recv().await, Some((me, false)));
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_closes_its_sockets_only() {
+        let (hub, _presence) = hub();
+        let (user, s1, s2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (c1, c2) = (Arc::new(Control::default()), Arc::new(Control::default()));
+        hub.register(user, s1, mpsc::channel(1).0, c1.clone());
+        hub.register(user, s2, mpsc::channel(1).0, c2.clone());
+        hub.publish(Service::Auth, 1, &Effect::SessionEnded(s1));
+        assert_eq!(c1.closed().await, SESSION_ENDED);
+        assert_eq!(c2.code.load(Ordering::Acquire), 0);
+    }
+}
