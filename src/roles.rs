@@ -226,11 +226,14 @@ async fn run_gateway(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
     println!("listening on {addr}");
+    let live = state.live.clone();
     let app = forum_gateway::app(state);
     forum_gateway::serve(listener, app, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
     .await?;
+    // Upgraded sockets outlive the HTTP server: let them finish closing.
+    live.drain(Duration::from_secs(3)).await;
     Ok(())
 }
 

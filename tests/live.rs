@@ -405,3 +405,26 @@ async fn two_gateways_share_the_feed_and_presence() {
         died.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_stopping_gateway_closes_its_sockets_with_1001_and_its_users_go_offline_at_once() {
+    let mut sys = System::up().await;
+    let g2 = sys.spawn_gateway(&[]);
+    let (ann, _) = sys.register("ann").await;
+    let (bob, bob_id) = sys.register("bob").await;
+    let mut a = connect(&sys.base, &ann, None).await;
+    let mut b = connect(&g2, &bob, None).await;
+    loop {
+        let p = a.expect("presence", FRAME_WAIT).await;
+        if p["data"]["user_id"] == bob_id.as_str() {
+            assert_eq!(p["data"]["online"], true);
+            break;
+        }
+    }
+    sys.terminate("gateway1");
+    assert_eq!(b.closed(FRAME_WAIT).await, Some(1001));
+    // Default heartbeat is 10 s: the goodbye, not the expiry, made this.
+    let p = a.expect("presence", Duration::from_secs(3)).await;
+    assert_eq!(p["data"], json!({"user_id": bob_id, "online": false}));
+    assert!(sys.wait_exit("gateway1", Duration::from_secs(10)));
+}

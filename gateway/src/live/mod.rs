@@ -134,4 +134,13 @@ impl Live {
             settings: Arc::new(settings),
         })
     }
+
+    /// Waits (at most `within`) until every socket has closed; call after
+    /// the stop signal, which asks them to.
+    pub async fn drain(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.hub.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
