@@ -118,14 +118,14 @@ async fn run(state: AppState, mut socket: WebSocket, user: AuthUser, cursor: Opt
     };
     // A logout between the upgrade and the registration was not seen by
     // the hub: look once more.
-    match session_open(&state, user).await {
+    match Box::pin(session_open(&state, user)).await {
         Ok(true) => {}
-        Ok(false) => return close(&mut socket, SESSION_ENDED, "session ended").await,
+        Ok(false) => return Box::pin(close(&mut socket, SESSION_ENDED, "session ended")).await,
         Err(e) => tracing::warn!(error = %e, "session check failed; keeping the socket"),
     }
     let from = cursor.as_deref().and_then(Cursor::decode);
     let replay = match from {
-        Some(from) => match resume(&state, user.user_id, from, registration.start).await {
+        Some(from) => match Box::pin(resume(&state, user.user_id, from, registration.start)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "resume failed; the client reloads");
@@ -149,7 +149,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: AuthUser, cursor: Opt
         }
     }
     if let Err(stop) = write(&mut socket, &control, first).await {
-        return stopped(&mut socket, stop).await;
+        return Box::pin(stopped(&mut socket, stop)).await;
     }
     let mut client = Client {
         nickname: None,
@@ -160,7 +160,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: AuthUser, cursor: Opt
     let mut answered = true;
     loop {
         tokio::select! {
-            code = control.closed() => return stopped(&mut socket, Stop::Close(code)).await,
+            code = control.closed() => return Box::pin(stopped(&mut socket, Stop::Close(code))).await,
             frame = rx.recv() => {
                 let Some(frame) = frame else { return };
                 let mut batch = vec![frame];
@@ -171,18 +171,18 @@ async fn run(state: AppState, mut socket: WebSocket, user: AuthUser, cursor: Opt
                     }
                 }
                 if let Err(stop) = write(&mut socket, &control, batch).await {
-                    return stopped(&mut socket, stop).await;
+                    return Box::pin(stopped(&mut socket, stop)).await;
                 }
             }
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     answered = true;
                     if text.len() > live.settings.max_message {
-                        return close(&mut socket, TOO_BIG, "message too big").await;
+                        return Box::pin(close(&mut socket, TOO_BIG, "message too big")).await;
                     }
-                    if let Some(reply) = client.handle(&state, user.user_id, text.as_str()).await {
+                    if let Some(reply) = Box::pin(client.handle(&state, user.user_id, text.as_str())).await {
                         if let Err(stop) = write(&mut socket, &control, vec![Utf8Bytes::from(reply)]).await {
-                            return stopped(&mut socket, stop).await;
+                            return Box::pin(stopped(&mut socket, stop)).await;
                         }
                     }
                 }
@@ -190,14 +190,14 @@ async fn run(state: AppState, mut socket: WebSocket, user: AuthUser, cursor: Opt
                     answered = true;
                     let reply = frames::error("validation_failed", "frames must be JSON text");
                     if let Err(stop) = write(&mut socket, &control, vec![Utf8Bytes::from(reply)]).await {
-                        return stopped(&mut socket, stop).await;
+                        return Box::pin(stopped(&mut socket, stop)).await;
                     }
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => answered = true,
                 Some(Ok(Message::Close(_))) | None => return,
                 Some(Err(e)) => {
                     if too_big(e) {
-                        return close(&mut socket, TOO_BIG, "message too big").await;
+                        return Box::pin(close(&mut socket, TOO_BIG, "message too big")).await;
                     }
                     return;
                 }
@@ -205,7 +205,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: AuthUser, cursor: Opt
             _ = ping.tick() => {
                 if !answered {
                     tracing::debug!(user = %user.user_id, "socket stopped answering pings");
-                    return close(&mut socket, NOT_ANSWERING, "not answering pings").await;
+                    return Box::pin(close(&mut socket, NOT_ANSWERING, "not answering pings")).await;
                 }
                 answered = false;
                 let ping = Message::Ping(Bytes::new());
@@ -214,7 +214,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: AuthUser, cursor: Opt
                 };
                 tokio::select! {
                     r = send => if r.is_err() { return },
-                    code = control.closed() => return stopped(&mut socket, Stop::Close(code)).await,
+                    code = control.closed() => return Box::pin(stopped(&mut socket, Stop::Close(code))).await,
                 }
             }
         }
@@ -253,7 +253,7 @@ async fn stopped(socket: &mut WebSocket, stop: Stop) {
             SESSION_ENDED => "session ended",
             _ => "going away",
         };
-        close(socket, code, reason).await;
+        Box::pin(close(socket, code, reason)).await;
     }
 }
 
