@@ -191,7 +191,6 @@ mod tests {
     use super::*;
     use crate::testing::{hex, id, unhex};
 
-
     /// (type, version, golden bytes, the event they must decode to).
     fn golden() -> Vec<(&'static str, u16, &'static str, AuthEvent)> {
         vec![

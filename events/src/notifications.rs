@@ -232,6 +232,9 @@ mod tests {
         let (cause, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         assert_eq!(notification_id(cause, a), notification_id(cause, a));
         assert_ne!(notification_id(cause, a), notification_id(cause, b));
-        assert_ne!(notification_id(cause, a), notification_id(Uuid::new_v4(), a));
+        assert_ne!(
+            notification_id(cause, a),
+            notification_id(Uuid::new_v4(), a)
+        );
     }
 }
