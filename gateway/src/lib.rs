@@ -151,6 +151,8 @@ pub fn app(state: AppState) -> Router {
             routes::auth::router()
                 .merge(routes::users::router())
                 .merge(routes::posts::router())
+                .merge(routes::chat::router())
+                .merge(routes::notifications::router())
                 .merge(routes::docs::router())
                 .layer(middleware::from_fn_with_state(
                     state.clone(),

@@ -1,7 +1,10 @@
 //! The routes, one module per area.
 
 pub mod auth;
+pub mod chat;
 pub mod docs;
+pub mod notifications;
 pub mod ops;
+pub mod paging;
 pub mod posts;
 pub mod users;
