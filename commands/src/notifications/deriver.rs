@@ -27,7 +27,8 @@
 //!   processed in position order: the logs are gap-free, so a message past
 //!   `checkpoint + 1` (the earlier ones are still pending redelivery, after
 //!   a restart) means the missing events are read from the Postgres log
-//!   first.
+//!   first. A new leader also starts by deriving everything its logs hold
+//!   past the checkpoints, so nothing waits for the ack wait to expire.
 //! - **Read-your-writes.** After each commit the deriver announces its
 //!   checkpoints as [`Progress`] of the follower [`FOLLOWER`], so a gateway
 //!   can wait until a write's notifications exist.
@@ -173,7 +174,11 @@ async fn lead(
         .messages()
         .await
         .map_err(|e| Error::Nats(e.to_string()))?;
-    // Announce where we stand, for gateways that just started.
+    // Derive what the logs hold beyond the checkpoints (what a previous
+    // leader received and did not acknowledge comes back only after the
+    // ack wait), then announce where we stand, for gateways that just
+    // started.
+    catch_up(pool, nats, subjects).await?;
     let mut conn = pool.acquire().await?;
     let checkpoints = checkpoints(&mut conn).await?;
     drop(conn);
@@ -274,9 +279,8 @@ async fn announce(nats: &async_nats::Client, subjects: &Subjects, service: Servi
     }
 }
 
-/// Processes one round of messages: every posts and chat event they carry
-/// up to the highest position received, in transactions of at most
-/// [`MAX_TXN`] events, reading from the log what the round lacks.
+/// Processes one round of messages: every posts and chat event they carry,
+/// up to the highest position received per log.
 ///
 /// # Errors
 /// Database failure (nothing of the failed transaction is kept).
@@ -298,9 +302,42 @@ pub async fn process(
             }
         }
     }
-    if received.is_empty() {
-        return Ok(());
+    let targets = received
+        .iter()
+        .filter_map(|(s, events)| events.last_key_value().map(|(p, _)| (*s, *p)))
+        .collect();
+    derive_up_to(pool, nats, subjects, &received, &targets).await
+}
+
+/// Derives from every source log up to its current head, reading the
+/// events from the logs. A new leader does this first, so what its
+/// predecessor had received and not acknowledged (redelivered only after
+/// the consumer's ack wait) is derived at once.
+///
+/// # Errors
+/// Database failure (nothing of the failed transaction is kept).
+pub async fn catch_up(pool: &PgPool, nats: &async_nats::Client, subjects: &Subjects) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    let mut targets = BTreeMap::new();
+    for service in SOURCES {
+        targets.insert(service, log::head(&mut conn, service).await?);
     }
+    drop(conn);
+    derive_up_to(pool, nats, subjects, &BTreeMap::new(), &targets).await
+}
+
+/// Derives each log's events after its checkpoint up to its target, in
+/// transactions of at most [`MAX_TXN`] events: from `received` where it
+/// has them, else read from the log (where every published event is
+/// committed).
+async fn derive_up_to(
+    pool: &PgPool,
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+    received: &BTreeMap<Service, BTreeMap<u64, RecordedEvent>>,
+    targets: &BTreeMap<Service, u64>,
+) -> Result<()> {
+    let none = BTreeMap::new();
     loop {
         let mut tx = pool.begin().await?;
         log::lock(&mut tx, Service::Notifications).await?;
@@ -308,11 +345,9 @@ pub async fn process(
         let mut work = Vec::new();
         let mut moved = Vec::new();
         let mut done = true;
-        for (&service, events) in &received {
+        for (&service, &target) in targets {
+            let events = received.get(&service).unwrap_or(&none);
             let checkpoint = checkpoints.get(&service).copied().unwrap_or(0);
-            let Some((&target, _)) = events.last_key_value() else {
-                continue;
-            };
             let mut next = checkpoint + 1;
             while next <= target && work.len() < MAX_TXN {
                 if let Some(e) = events.get(&next) {
@@ -320,8 +355,7 @@ pub async fn process(
                     next += 1;
                     continue;
                 }
-                // A gap: those events are pending redelivery; read them
-                // from the log, where they are committed.
+                // A gap: read the missing events from the log.
                 let until = events.range(next..).next().map_or(target + 1, |(p, _)| *p);
                 let n = (until - next).min((MAX_TXN - work.len()) as u64);
                 let filled = log::read_after(&mut tx, service, next - 1, n as i64).await?;
