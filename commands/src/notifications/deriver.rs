@@ -28,7 +28,9 @@
 //!   `checkpoint + 1` (the earlier ones are still pending redelivery, after
 //!   a restart) means the missing events are read from the Postgres log
 //!   first. A new leader also starts by deriving everything its logs hold
-//!   past the checkpoints, so nothing waits for the ack wait to expire.
+//!   past the checkpoints, and the leader looks at the logs' heads every
+//!   second, so nothing waits for the ack wait to expire (a message
+//!   delivered to a dead predecessor comes back only after it).
 //! - **Read-your-writes.** After each commit the deriver announces its
 //!   checkpoints as [`Progress`] of the follower [`FOLLOWER`], so a gateway
 //!   can wait until a write's notifications exist.
@@ -70,8 +72,9 @@ const MAX_ROUND: usize = 500;
 /// Events derived in one transaction at most.
 const MAX_TXN: usize = 2_000;
 
-/// How often the leader checks that it still holds its connection.
-const LEADER_CHECK: Duration = Duration::from_secs(2);
+/// How often the leader checks that it still holds its connection and
+/// looks for events the stream has not brought (yet).
+const LEADER_CHECK: Duration = Duration::from_secs(1);
 
 /// Derives until `shutdown` turns true, leading whenever this instance can
 /// take the leader lock.
@@ -198,6 +201,13 @@ async fn lead(
             m = messages.next() => m,
             _ = check.tick() => {
                 sqlx::query("select 1").execute(&mut *leader).await?;
+                // The safety net, as the projectors' timer: anything in the
+                // logs the stream has not delivered (a message still out
+                // with a dead predecessor, a relay behind) is derived
+                // within a second.
+                if let Err(e) = catch_up(pool, nats, subjects).await {
+                    tracing::warn!(error = %e, "notifications catch-up failed; retrying");
+                }
                 continue;
             }
             _ = shutdown.changed() => return Ok(()),
@@ -318,11 +328,18 @@ pub async fn process(
 /// Database failure (nothing of the failed transaction is kept).
 pub async fn catch_up(pool: &PgPool, nats: &async_nats::Client, subjects: &Subjects) -> Result<()> {
     let mut conn = pool.acquire().await?;
+    let done = checkpoints(&mut conn).await?;
     let mut targets = BTreeMap::new();
     for service in SOURCES {
-        targets.insert(service, log::head(&mut conn, service).await?);
+        let head = log::head(&mut conn, service).await?;
+        if head > done.get(&service).copied().unwrap_or(0) {
+            targets.insert(service, head);
+        }
     }
     drop(conn);
+    if targets.is_empty() {
+        return Ok(());
+    }
     derive_up_to(pool, nats, subjects, &BTreeMap::new(), &targets).await
 }
 
