@@ -85,30 +85,28 @@ impl Projection for Chat {
                     .map_err(|e| Error::poison(event, e))?;
                 decoded.push((event.position as i64, e));
             }
-            // Runs of one event type are written with one multi-row
-            // statement per table, in log order.
-            let mut i = 0;
-            while i < decoded.len() {
-                let kind = std::mem::discriminant(&decoded[i].1);
-                let end = decoded[i..]
-                    .iter()
-                    .position(|(_, e)| std::mem::discriminant(e) != kind)
-                    .map_or(decoded.len(), |n| i + n);
-                let run = &decoded[i..end];
-                match &decoded[i].1 {
-                    ChatEvent::MessageSent(_) => messages_sent(tx, schema, run).await?,
-                    ChatEvent::MessagesRead(_) => messages_read(tx, schema, run).await?,
-                }
-                i = end;
+            // One statement per table for the whole batch, however the
+            // types interleave: every message is inserted before the
+            // receipts are applied, which gives the same rows as one event
+            // at a time, because a receipt only reaches messages at or
+            // before its `up_to_position`, all older than the receipt.
+            let (sent, read): (Vec<_>, Vec<_>) = decoded
+                .into_iter()
+                .partition(|(_, e)| matches!(e, ChatEvent::MessageSent(_)));
+            if !sent.is_empty() {
+                messages_sent(tx, schema, &sent).await?;
+            }
+            if !read.is_empty() {
+                messages_read(tx, schema, &read).await?;
             }
             Ok(())
         })
     }
 }
 
-/// A run of `message_sent`: one insert for the messages, one upsert for
-/// both participants' conversation rows, from the messages actually
-/// inserted (a redelivered message changes nothing).
+/// The batch's `message_sent` events: one insert for the messages, one
+/// upsert for both participants' conversation rows, from the messages
+/// actually inserted (a redelivered message changes nothing).
 async fn messages_sent(
     tx: &mut PgConnection,
     schema: &str,
@@ -173,12 +171,12 @@ async fn messages_sent(
     Ok(())
 }
 
-/// A run of `messages_read`. A message takes the time of the first receipt
-/// that covers it: per (reader, other), each receipt reads the unread
-/// messages between the previous receipt of the run and its own position,
-/// so the ranges do not overlap and one statement applies them all, with
-/// the same result as one event at a time. The readers' unread counts are
-/// then recounted.
+/// The batch's `messages_read` events, in log order. A message takes the
+/// time of the first receipt that covers it: per (reader, other), each
+/// receipt reads the unread messages between the furthest position an
+/// earlier receipt of the batch reached and its own, so the ranges do not
+/// overlap and one statement applies them all, with the same result as one
+/// event at a time. The readers' unread counts are then recounted.
 async fn messages_read(
     tx: &mut PgConnection,
     schema: &str,

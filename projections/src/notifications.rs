@@ -71,29 +71,36 @@ impl Projection for Notifications {
                     .map_err(|e| Error::poison(event, e))?;
                 decoded.push((event.position as i64, e));
             }
-            // Runs of one event type are written with one multi-row
-            // statement each, in log order.
-            let mut i = 0;
-            while i < decoded.len() {
-                let kind = std::mem::discriminant(&decoded[i].1);
-                let end = decoded[i..]
-                    .iter()
-                    .position(|(_, e)| std::mem::discriminant(e) != kind)
-                    .map_or(decoded.len(), |n| i + n);
-                let run = &decoded[i..end];
-                match &decoded[i].1 {
-                    NotificationEvent::Created(_) => created(tx, schema, run).await?,
-                    NotificationEvent::Read(_) => read(tx, schema, run).await?,
-                    NotificationEvent::AllRead(_) => all_read(tx, schema, run).await?,
+            // One statement per kind for the whole batch, however the
+            // types interleave: every notification is inserted first, which
+            // gives the same rows as one event at a time, because a read
+            // mark only reaches notifications older than itself (named ones
+            // existed when it was decided; "all" is bounded by position).
+            let mut created_run = Vec::new();
+            let mut read_run = Vec::new();
+            let mut all_run = Vec::new();
+            for (position, e) in decoded {
+                match e {
+                    NotificationEvent::Created(_) => created_run.push((position, e)),
+                    NotificationEvent::Read(_) => read_run.push((position, e)),
+                    NotificationEvent::AllRead(_) => all_run.push((position, e)),
                 }
-                i = end;
+            }
+            if !created_run.is_empty() {
+                created(tx, schema, &created_run).await?;
+            }
+            if !read_run.is_empty() {
+                read(tx, schema, &read_run).await?;
+            }
+            if !all_run.is_empty() {
+                all_read(tx, schema, &all_run).await?;
             }
             Ok(())
         })
     }
 }
 
-/// A run of `notification_created`: one insert.
+/// The batch's `notification_created` events: one insert.
 async fn created(
     tx: &mut PgConnection,
     schema: &str,
@@ -145,7 +152,8 @@ async fn created(
     Ok(())
 }
 
-/// A run of `notifications_read`: one update over every (user, id) named.
+/// The batch's `notifications_read` events: one update over every (user,
+/// id) named.
 async fn read(tx: &mut PgConnection, schema: &str, run: &[(i64, NotificationEvent)]) -> Result<()> {
     let (mut users, mut ids): (Vec<Uuid>, Vec<Uuid>) = (Vec::new(), Vec::new());
     for (_, e) in run {
@@ -168,8 +176,8 @@ async fn read(tx: &mut PgConnection, schema: &str, run: &[(i64, NotificationEven
     Ok(())
 }
 
-/// A run of `all_notifications_read`: one update reading, for each event,
-/// its user's notifications created before it.
+/// The batch's `all_notifications_read` events: one update reading, for
+/// each user, their notifications created before their last such event.
 async fn all_read(
     tx: &mut PgConnection,
     schema: &str,
