@@ -170,6 +170,11 @@ async fn lead(
 ) -> Result<()> {
     let js = jetstream::new(nats.clone());
     let consumer = consumer(&js, subjects).await?;
+    // Derive what the logs hold beyond the checkpoints (what a previous
+    // leader received and did not acknowledge comes back only after the
+    // ack wait) before pulling, then announce where we stand, for gateways
+    // that just started.
+    catch_up(pool, nats, subjects).await?;
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(MAX_ROUND)
@@ -177,11 +182,6 @@ async fn lead(
         .messages()
         .await
         .map_err(|e| Error::Nats(e.to_string()))?;
-    // Derive what the logs hold beyond the checkpoints (what a previous
-    // leader received and did not acknowledge comes back only after the
-    // ack wait), then announce where we stand, for gateways that just
-    // started.
-    catch_up(pool, nats, subjects).await?;
     let mut conn = pool.acquire().await?;
     let checkpoints = checkpoints(&mut conn).await?;
     drop(conn);

@@ -1,4 +1,5 @@
-//! The routes, one module per area.
+//! The routes, one module per area, each exposing `router()`; [`paging`]
+//! holds the cursor paging the list routes share.
 
 pub mod auth;
 pub mod chat;
