@@ -127,7 +127,8 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Run one command service (several instances share the load).
     Service {
-        /// `auth`.
+        /// `auth`, `posts`, `chat` or `notifications` (the latter also
+        /// derives notifications, one instance at a time).
         name: String,
         /// Service settings.
         #[command(flatten)]

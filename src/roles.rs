@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use forum_commands::auth::Auth;
+use forum_commands::chat::Chat;
+use forum_commands::notifications::{deriver, Notifications};
 use forum_commands::posts::Posts;
 use forum_commands::runtime::{self, Options};
 use forum_events::{subject::Subjects, Service};
@@ -84,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 /// The command services this build has.
-pub const SERVICES: [&str; 2] = ["auth", "posts"];
+pub const SERVICES: [&str; 4] = ["auth", "posts", "chat", "notifications"];
 
 async fn connect(common: &Common, role: &str) -> Result<(PgPool, async_nats::Client, Subjects)> {
     let pool = setup::connect_pg(&common.database_url, common.db_max_connections).await?;
@@ -138,10 +140,26 @@ async fn run_service(
             let domain = Posts::new(pool.clone());
             runtime::serve(domain, pool, nats, subjects, options, stop).await?;
         }
-        other => {
-            return Err(Error::Config(format!(
-                "service {other} is not in this build"
-            )))
+        Service::Chat => {
+            let domain = Chat::new(pool.clone());
+            runtime::serve(domain, pool, nats, subjects, options, stop).await?;
+        }
+        Service::Notifications => {
+            // The commands, and beside them the deriver (which derives
+            // only while this instance holds the leader lock).
+            let derive = tokio::spawn(deriver::run(
+                pool.clone(),
+                nats.clone(),
+                subjects.clone(),
+                stop.clone(),
+            ));
+            let served = runtime::serve(Notifications, pool, nats, subjects, options, stop).await;
+            if served.is_err() {
+                derive.abort();
+            }
+            let derived = derive.await;
+            served?;
+            derived.map_err(|e| Error::Config(format!("notifications deriver failed: {e}")))??;
         }
     }
     Ok(())

@@ -10,10 +10,15 @@
 //!   transaction under the service's append lock (group commit).
 //! - [`auth`]: the accounts domain: validation newtypes, commands, decisions.
 //! - [`posts`]: the forum domain: posts, comments, reactions.
+//! - [`chat`]: private messages and read receipts.
+//! - [`notifications`]: notifications derived from the posts and chat
+//!   events (the deriver), and marking them read.
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
+pub mod chat;
 pub mod error;
+pub mod notifications;
 pub mod posts;
 pub mod runtime;
 pub mod wire;

@@ -3,7 +3,8 @@
 //! ```text
 //! NATS queue group ──► prepare (concurrent, no lock) ──► batcher ──► one txn:
 //!                                                          lock log, decide all,
-//!                                                          append all, commit ──► replies
+//!                                                          append all, recorded,
+//!                                                          commit ──► replies
 //! ```
 //!
 //! Grouping concurrent commands into one transaction and one multi-row
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use forum_events::{subject::Subjects, Metadata, NewEvent, Service};
+use forum_events::{subject::Subjects, Metadata, NewEvent, RecordedEvent, Service};
 use forum_store::log::{self, Pending};
 use futures::StreamExt;
 use serde::{de::DeserializeOwned, Serialize};
@@ -72,6 +73,22 @@ pub trait Domain: Send + Sync + 'static {
         tx: &mut PgConnection,
         batch: &[(Context, Self::Prepared)],
     ) -> impl Future<Output = Result<Vec<Outcome<Self::Data>>>> + Send;
+
+    /// Runs in the append transaction right after the batch's events were
+    /// appended and before the commit, with the recorded events (their log
+    /// positions now known, in outcome order). Write-model rows that need
+    /// log positions are written here. Does nothing by default.
+    ///
+    /// # Errors
+    /// Database failure (the whole batch is then retried command by command).
+    fn recorded(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (tx, events);
+        async { Ok(()) }
+    }
 }
 
 /// Tunables of a service instance.
@@ -299,6 +316,9 @@ async fn commit<D: Domain>(
         }));
     }
     let recorded = log::append(&mut tx, service, pending).await?;
+    if !recorded.is_empty() {
+        domain.recorded(&mut tx, &recorded).await?;
+    }
     tx.commit().await?;
     if options.abort_after_commit && !recorded.is_empty() {
         tracing::error!("fault injection: aborting after commit, before publish");

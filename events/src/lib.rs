@@ -7,6 +7,7 @@
 //!   metadata), and [`NewEvent`], an event a decision produced.
 //! - [`codec`]: postcard encoding with strict decoding (no trailing bytes).
 //! - [`subject`]: subject and stream names, all under one configurable prefix.
+//! - [`progress`]: the progress announcements of the logs' followers.
 //! - [`auth`]: the accounts service's events.
 //! - [`posts`]: the forum service's events (posts, comments, reactions).
 //! - [`chat`]: the chat service's events (messages, read receipts).
@@ -24,6 +25,7 @@ pub mod codec;
 pub mod envelope;
 pub mod notifications;
 pub mod posts;
+pub mod progress;
 pub mod subject;
 #[cfg(test)]
 mod testing;

@@ -170,6 +170,8 @@ pub fn app(state: AppState) -> Router {
             routes::auth::router()
                 .merge(routes::users::router())
                 .merge(routes::posts::router())
+                .merge(routes::chat::router())
+                .merge(routes::notifications::router())
                 .merge(routes::docs::router())
                 .route("/ws", axum::routing::get(live::socket::upgrade))
                 .layer(middleware::from_fn_with_state(

@@ -21,6 +21,9 @@ Every write accepts `Idempotency-Key` (1-128 characters). Live feed: `GET /api/w
         routes::posts::get_post, routes::posts::edit_post, routes::posts::delete_post,
         routes::posts::create_comment, routes::posts::list_comments, routes::posts::edit_comment,
         routes::posts::delete_comment, routes::posts::react_to_post, routes::posts::react_to_comment,
+        routes::chat::list_users, routes::chat::send_message, routes::chat::list_messages,
+        routes::chat::mark_read,
+        routes::notifications::list_notifications, routes::notifications::mark_read,
         crate::live::socket::upgrade,
     ),
     components(schemas(
@@ -31,6 +34,10 @@ Every write accepts `Idempotency-Key` (1-128 characters). Live feed: `GET /api/w
         routes::posts::PostPage, routes::posts::CommentPage, routes::posts::ReactionState,
         routes::posts::CreatePostRequest, routes::posts::EditPostRequest,
         routes::posts::CommentRequest, routes::posts::ReactionRequest,
+        routes::chat::ChatUser, routes::chat::Message, routes::chat::MessagePage,
+        routes::chat::SendMessageRequest, routes::chat::ReadReceiptRequest,
+        routes::notifications::Notification, routes::notifications::NotificationPage,
+        routes::notifications::NotificationsReadRequest,
     )),
     modifiers(&Security),
 )]

@@ -13,9 +13,13 @@
 //!   one and switching reads to it, listing versions, verifying a rebuild.
 //! - [`users`], [`sessions`]: the accounts read models.
 //! - [`posts`]: posts, comments and reactions.
+//! - [`chat`]: private messages and each participant's conversations.
+//! - [`notifications`]: every user's notifications.
 //! - [`error`]: the crate's error type.
 
+pub mod chat;
 pub mod error;
+pub mod notifications;
 pub mod posts;
 pub mod projection;
 pub mod registry;
@@ -35,6 +39,8 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(users::Users),
         Arc::new(sessions::Sessions),
         Arc::new(posts::Posts),
+        Arc::new(chat::Chat),
+        Arc::new(notifications::Notifications),
     ]
 }
 

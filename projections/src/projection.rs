@@ -1,8 +1,9 @@
 //! The trait every read model implements.
 
-use forum_events::{codec, RecordedEvent, Service};
+pub use forum_events::progress::Progress;
+
+use forum_events::{RecordedEvent, Service};
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 use crate::Result;
@@ -44,34 +45,5 @@ pub trait Projection: Send + Sync + 'static {
     /// The schema of a version: `proj_<name>_v<version>`.
     fn schema(&self, version: u32) -> String {
         format!("proj_{}_v{}", self.name(), version)
-    }
-}
-
-/// A projector's announcement after a commit: this projection version has
-/// applied this log up to this position.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    /// The projection's name.
-    pub projection: String,
-    /// Its version.
-    pub version: u32,
-    /// The log.
-    pub service: Service,
-    /// The checkpoint.
-    pub position: u64,
-}
-
-impl Progress {
-    /// Encodes for NATS.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        codec::encode(self)
-    }
-
-    /// Decodes from NATS.
-    ///
-    /// # Errors
-    /// When the bytes are not one progress message.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, forum_events::DecodeError> {
-        codec::decode(bytes)
     }
 }

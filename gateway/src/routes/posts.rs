@@ -10,8 +10,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, put};
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use forum_commands::posts::decide::PostEdit;
 use forum_commands::posts::validate::{Categories, CommentContent, PostContent, Title, CATEGORIES};
@@ -29,6 +27,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
 use crate::extract::{AuthUser, Fields, JsonBody, MaybeUser, RequestId};
+use crate::routes::paging::{encode_cursor, paging};
 use crate::{no_content, time, AppState};
 
 /// The forum routes.
@@ -317,49 +316,8 @@ async fn load_comment(state: &AppState, id: Uuid, reader: Option<Uuid>) -> Resul
     row.as_ref().map(comment_from_row).transpose()
 }
 
-fn encode_cursor(position: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("p{position}"))
-}
-
-fn decode_cursor(s: &str) -> Option<i64> {
-    let bytes = URL_SAFE_NO_PAD.decode(s).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    text.strip_prefix('p')?
-        .parse::<i64>()
-        .ok()
-        .filter(|p| *p > 0)
-}
-
-/// Reads `limit` and `cursor` of a list query into `errors`.
-fn paging(
-    q: &HashMap<String, String>,
-    default: i64,
-    errors: &mut BTreeMap<String, String>,
-) -> (i64, Option<i64>) {
-    let limit = match q.get("limit") {
-        None => default,
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                errors.insert("limit".into(), "must be an integer from 1 to 100".into());
-                default
-            }
-        },
-    };
-    let cursor = match q.get("cursor").map(String::as_str) {
-        None | Some("") => None,
-        Some(c) => match decode_cursor(c) {
-            Some(p) => Some(p),
-            None => {
-                errors.insert("cursor".into(), "is not a valid cursor".into());
-                None
-            }
-        },
-    };
-    (limit, cursor)
-}
-
-fn path_id(id: &str) -> Result<Uuid> {
+/// A path id: a malformed one names nothing, so 404.
+pub(crate) fn path_id(id: &str) -> Result<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::NotFound)
 }
 
@@ -391,12 +349,20 @@ fn categories_field(f: &mut Fields<'_>) -> Option<Vec<String>> {
     }
 }
 
+/// Sends a forum command and waits for the read models. Comments, likes
+/// and dislikes may notify someone: they also wait for the notifications
+/// (see [`crate::watermarks::Watermarks::wait_notified`]).
 async fn send(
     state: &AppState,
     rid: Uuid,
     user: AuthUser,
     command: PostsCommand,
 ) -> Result<PostsData> {
+    let notifies = match &command {
+        PostsCommand::CreateComment(_) => true,
+        PostsCommand::SetReaction(r) => r.reaction != Reaction::None,
+        _ => false,
+    };
     let accepted = state
         .bus
         .send::<_, PostsData>(
@@ -407,7 +373,11 @@ async fn send(
             command,
         )
         .await?;
-    state.watermarks.wait(&accepted.positions).await?;
+    if notifies {
+        state.watermarks.wait_notified(&accepted.positions).await?;
+    } else {
+        state.watermarks.wait(&accepted.positions).await?;
+    }
     Ok(accepted.data)
 }
 
@@ -481,7 +451,7 @@ pub async fn list_posts(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<PostPage>> {
     let mut errors = BTreeMap::new();
-    let (limit, before) = paging(&q, 20, &mut errors);
+    let (limit, before) = paging(&q, 20, 100, &mut errors);
     let mut needs_login = false;
     let category = match q.get("category").map(String::as_str) {
         None | Some("") => None,
@@ -678,7 +648,7 @@ pub async fn list_comments(
 ) -> Result<Json<CommentPage>> {
     let post_id = path_id(&id)?;
     let mut errors = BTreeMap::new();
-    let (limit, after) = paging(&q, 20, &mut errors);
+    let (limit, after) = paging(&q, 20, 100, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -842,17 +812,4 @@ pub async fn react_to_comment(
     JsonBody(body): JsonBody,
 ) -> Result<Json<ReactionState>> {
     react(state, rid, user, TargetKind::Comment, &id, body).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
-        assert_eq!(decode_cursor("!!"), None);
-        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("p-1")), None);
-        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("x1")), None);
-    }
 }

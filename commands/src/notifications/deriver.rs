@@ -1,0 +1,535 @@
+//! The deriver: follows the event stream on JetStream with a durable pull
+//! consumer and appends the notifications the posts and chat events cause
+//! to the notifications log.
+//!
+//! ```text
+//! <prefix>.evt.> ──► consumer "notifications" ──► one txn per round:
+//!                                                   lock the notifications log,
+//!                                                   skip what the checkpoints cover,
+//!                                                   derive, append, move checkpoints,
+//!                                                   commit ──► ack ──► progress
+//! ```
+//!
+//! - **One at a time.** Every instance of the notifications service runs a
+//!   deriver, but only the one holding a session-level advisory lock on a
+//!   dedicated connection derives; the others try again every second. When
+//!   the leader dies its connection closes, the lock is released and
+//!   another instance takes over.
+//! - **Exactly once per cause and recipient.** Each source log has a
+//!   checkpoint (`notifications.deriver_checkpoints`), moved in the
+//!   transaction that appends what was derived, under the notifications
+//!   log's append lock: an event at or below it (redelivered, or stored
+//!   twice in the stream) is skipped. A notification's id is
+//!   `notification_id(cause, recipient)` and an id that exists is never
+//!   created again. Messages are acked only after the commit.
+//! - **In log order.** Who wrote a post or comment is learnt from
+//!   `post_created` and `comment_created` as they go by, so each log is
+//!   processed in position order: the logs are gap-free, so a message past
+//!   `checkpoint + 1` (the earlier ones are still pending redelivery, after
+//!   a restart) means the missing events are read from the Postgres log
+//!   first. A new leader also starts by deriving everything its logs hold
+//!   past the checkpoints, and the leader looks at the logs' heads every
+//!   second, so nothing waits for the ack wait to expire (a message
+//!   delivered to a dead predecessor comes back only after it).
+//! - **Read-your-writes.** After each commit the deriver announces its
+//!   checkpoints as [`Progress`] of the follower [`FOLLOWER`], so a gateway
+//!   can wait until a write's notifications exist.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use bytes::Bytes;
+use forum_events::chat::ChatEvent;
+use forum_events::posts::{PostEvent, Reaction};
+use forum_events::progress::Progress;
+use forum_events::{subject::Subjects, Metadata, RecordedEvent, Service};
+use forum_store::log::{self, Pending};
+use futures::{FutureExt, StreamExt};
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::derive::{self, Knowledge, SourceEvent};
+use super::{decide, Changes};
+use crate::{Error, Result};
+
+/// The durable consumer's name.
+pub const CONSUMER: &str = "notifications";
+
+/// The name the deriver announces its progress under.
+pub const FOLLOWER: &str = "notifier";
+
+/// The logs notifications are derived from.
+pub const SOURCES: [Service; 2] = [Service::Posts, Service::Chat];
+
+/// The advisory lock class held (session-level) by the leading deriver.
+const LEADER_LOCK_CLASS: i32 = 0x4e4f_5446;
+
+/// Messages taken from the consumer in one round at most.
+const MAX_ROUND: usize = 500;
+
+/// Events derived in one transaction at most.
+const MAX_TXN: usize = 2_000;
+
+/// How often the leader checks that it still holds its connection and
+/// looks for events the stream has not brought (yet).
+const LEADER_CHECK: Duration = Duration::from_secs(1);
+
+/// Derives until `shutdown` turns true, leading whenever this instance can
+/// take the leader lock.
+///
+/// # Errors
+/// None so far: failures are logged and retried.
+pub async fn run(
+    pool: PgPool,
+    nats: async_nats::Client,
+    subjects: Subjects,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        match try_lead(&pool).await {
+            Ok(Some(mut leader)) => {
+                tracing::info!("notifications deriver: leading");
+                let led = lead(&mut leader, &pool, &nats, &subjects, &mut shutdown).await;
+                if let Err(e) = &led {
+                    tracing::warn!(error = %e, "notifications deriver stopped leading; retrying");
+                }
+                // Closing the session releases the leader lock.
+                if let Err(e) = sqlx::Connection::close(leader).await {
+                    tracing::debug!(error = %e, "leader connection closed uncleanly");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "notifications deriver: cannot try the leader lock")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// A dedicated connection holding the leader lock, or `None` when another
+/// instance leads.
+async fn try_lead(pool: &PgPool) -> Result<Option<PgConnection>> {
+    let mut conn = pool.acquire().await?.detach();
+    let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, 1)")
+        .bind(LEADER_LOCK_CLASS)
+        .fetch_one(&mut conn)
+        .await?;
+    if got {
+        Ok(Some(conn))
+    } else {
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(None)
+    }
+}
+
+/// Creates (or finds) the durable consumer of every event subject.
+///
+/// # Errors
+/// When JetStream refuses.
+pub async fn consumer(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+) -> Result<consumer::PullConsumer> {
+    let nats = |e: &dyn std::fmt::Display| Error::Nats(e.to_string());
+    let stream = js
+        .get_stream(subjects.stream_name())
+        .await
+        .map_err(|e| nats(&e))?;
+    stream
+        .get_or_create_consumer(
+            CONSUMER,
+            consumer::pull::Config {
+                durable_name: Some(CONSUMER.to_string()),
+                description: Some("notifications deriver".into()),
+                filter_subject: subjects.all_events(),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| nats(&e))
+}
+
+async fn lead(
+    leader: &mut PgConnection,
+    pool: &PgPool,
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<()> {
+    let js = jetstream::new(nats.clone());
+    let consumer = consumer(&js, subjects).await?;
+    // Derive what the logs hold beyond the checkpoints (what a previous
+    // leader received and did not acknowledge comes back only after the
+    // ack wait) before pulling, then announce where we stand, for gateways
+    // that just started.
+    catch_up(pool, nats, subjects).await?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(MAX_ROUND)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await
+        .map_err(|e| Error::Nats(e.to_string()))?;
+    let mut conn = pool.acquire().await?;
+    let checkpoints = checkpoints(&mut conn).await?;
+    drop(conn);
+    for service in SOURCES {
+        announce(
+            nats,
+            subjects,
+            service,
+            checkpoints.get(&service).copied().unwrap_or(0),
+        )
+        .await;
+    }
+    let mut check = tokio::time::interval(LEADER_CHECK);
+    let mut failures = 0u32;
+    loop {
+        let first = tokio::select! {
+            m = messages.next() => m,
+            _ = check.tick() => {
+                sqlx::query("select 1").execute(&mut *leader).await?;
+                // The safety net, as the projectors' timer: anything in the
+                // logs the stream has not delivered (a message still out
+                // with a dead predecessor, a relay behind) is derived
+                // within a second.
+                if let Err(e) = catch_up(pool, nats, subjects).await {
+                    tracing::warn!(error = %e, "notifications catch-up failed; retrying");
+                }
+                continue;
+            }
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let first = match first {
+            Some(Ok(m)) => {
+                failures = 0;
+                m
+            }
+            Some(Err(e)) => {
+                failures += 1;
+                if failures >= 5 {
+                    return Err(Error::Nats(format!("notifications consumer: {e}")));
+                }
+                tracing::warn!(error = %e, "notifications consumer");
+                continue;
+            }
+            None => return Err(Error::Nats("the consumer's message stream ended".into())),
+        };
+        let mut round = vec![first];
+        while round.len() < MAX_ROUND {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(m))) => round.push(m),
+                _ => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match process(pool, nats, subjects, &round).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "deriving notifications failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        // Unacked: redelivered to whoever leads next.
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        for m in &round {
+            if let Err(e) = m.ack().await {
+                tracing::debug!(error = %e, "ack not sent (the message will be skipped when redelivered)");
+            }
+        }
+    }
+}
+
+/// The checkpoint of each source log.
+async fn checkpoints(conn: &mut PgConnection) -> Result<HashMap<Service, u64>> {
+    let rows = sqlx::query("select service, position from notifications.deriver_checkpoints")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = HashMap::new();
+    for r in rows {
+        if let Some(s) = Service::parse(r.try_get::<&str, _>("service")?) {
+            out.insert(s, r.try_get::<i64, _>("position")?.max(0) as u64);
+        }
+    }
+    Ok(out)
+}
+
+async fn announce(nats: &async_nats::Client, subjects: &Subjects, service: Service, position: u64) {
+    let progress = Progress {
+        projection: FOLLOWER.to_string(),
+        version: 1,
+        service,
+        position,
+    };
+    if let Err(e) = nats
+        .publish(
+            subjects.projection_progress(FOLLOWER),
+            Bytes::from(progress.to_bytes()),
+        )
+        .await
+    {
+        tracing::debug!(error = %e, "progress not announced");
+    }
+}
+
+/// Processes one round of messages: every posts and chat event they carry,
+/// up to the highest position received per log.
+///
+/// # Errors
+/// Database failure (nothing of the failed transaction is kept).
+pub async fn process(
+    pool: &PgPool,
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+    round: &[jetstream::Message],
+) -> Result<()> {
+    let mut received: BTreeMap<Service, BTreeMap<u64, RecordedEvent>> = BTreeMap::new();
+    for m in round {
+        match RecordedEvent::from_bytes(&m.payload) {
+            Ok(e) if SOURCES.contains(&e.service) => {
+                received.entry(e.service).or_default().insert(e.position, e);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(subject = %m.subject, error = %e, "undecodable event envelope ignored")
+            }
+        }
+    }
+    let targets = received
+        .iter()
+        .filter_map(|(s, events)| events.last_key_value().map(|(p, _)| (*s, *p)))
+        .collect();
+    derive_up_to(pool, nats, subjects, &received, &targets).await
+}
+
+/// Derives from every source log up to its current head, reading the
+/// events from the logs. A new leader does this first, so what its
+/// predecessor had received and not acknowledged (redelivered only after
+/// the consumer's ack wait) is derived at once.
+///
+/// # Errors
+/// Database failure (nothing of the failed transaction is kept).
+pub async fn catch_up(pool: &PgPool, nats: &async_nats::Client, subjects: &Subjects) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    let done = checkpoints(&mut conn).await?;
+    let mut targets = BTreeMap::new();
+    for service in SOURCES {
+        let head = log::head(&mut conn, service).await?;
+        if head > done.get(&service).copied().unwrap_or(0) {
+            targets.insert(service, head);
+        }
+    }
+    drop(conn);
+    if targets.is_empty() {
+        return Ok(());
+    }
+    derive_up_to(pool, nats, subjects, &BTreeMap::new(), &targets).await
+}
+
+/// Derives each log's events after its checkpoint up to its target, in
+/// transactions of at most [`MAX_TXN`] events: from `received` where it
+/// has them, else read from the log (where every published event is
+/// committed).
+async fn derive_up_to(
+    pool: &PgPool,
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+    received: &BTreeMap<Service, BTreeMap<u64, RecordedEvent>>,
+    targets: &BTreeMap<Service, u64>,
+) -> Result<()> {
+    let none = BTreeMap::new();
+    loop {
+        let mut tx = pool.begin().await?;
+        log::lock(&mut tx, Service::Notifications).await?;
+        let checkpoints = checkpoints(&mut tx).await?;
+        let mut work = Vec::new();
+        let mut moved = Vec::new();
+        let mut done = true;
+        for (&service, &target) in targets {
+            let events = received.get(&service).unwrap_or(&none);
+            let checkpoint = checkpoints.get(&service).copied().unwrap_or(0);
+            let mut next = checkpoint + 1;
+            while next <= target && work.len() < MAX_TXN {
+                if let Some(e) = events.get(&next) {
+                    work.push(e.clone());
+                    next += 1;
+                    continue;
+                }
+                // A gap: read the missing events from the log.
+                let until = events.range(next..).next().map_or(target + 1, |(p, _)| *p);
+                let n = (until - next).min((MAX_TXN - work.len()) as u64);
+                let filled = log::read_after(&mut tx, service, next - 1, n as i64).await?;
+                if filled.is_empty() {
+                    break;
+                }
+                for e in filled {
+                    next = e.position + 1;
+                    work.push(e);
+                }
+            }
+            if next <= target {
+                done = false;
+            }
+            if next - 1 > checkpoint {
+                moved.push((service, next - 1));
+            }
+        }
+        if work.is_empty() {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        derive_and_append(&mut tx, &work).await?;
+        for &(service, position) in &moved {
+            sqlx::query(
+                "update notifications.deriver_checkpoints set position = $2 where service = $1",
+            )
+            .bind(service.as_str())
+            .bind(position as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::debug!(events = work.len(), ?moved, "notifications derived");
+        for (service, position) in moved {
+            announce(nats, subjects, service, position).await;
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// Derives the notifications of `work` (each log's events in position
+/// order) and appends the new ones, inside the caller's transaction, which
+/// holds the notifications log's append lock.
+async fn derive_and_append(tx: &mut PgConnection, work: &[RecordedEvent]) -> Result<()> {
+    let mut sources = Vec::with_capacity(work.len());
+    for e in work {
+        let decoded = match e.service {
+            Service::Posts => e.decode::<PostEvent>().map(SourceEvent::Posts),
+            Service::Chat => e.decode::<ChatEvent>().map(SourceEvent::Chat),
+            _ => continue,
+        };
+        match decoded {
+            Ok(s) => sources.push((e, s)),
+            // Projections stop at such an event; the deriver must not stop
+            // every notification for it: it is logged and passed.
+            Err(err) => tracing::error!(
+                service = %e.service, position = e.position, event_type = %e.event_type, error = %err,
+                "undecodable event: no notification derived from it"
+            ),
+        }
+    }
+    let mut knowledge = knowledge(tx, &sources).await?;
+    let mut candidates = Vec::new();
+    let mut learnt = Vec::new();
+    for (cause, event) in &sources {
+        if let Some(n) = derive::derive(&knowledge, cause.event_id, event) {
+            if n.kind == forum_events::notifications::NotificationKind::Reaction
+                && !knowledge.nicknames.contains_key(&n.actor_id)
+            {
+                tracing::warn!(actor = %n.actor_id, "reaction by a user missing from read.users");
+            }
+            candidates.push((*cause, n));
+        }
+        if let Some(pair) = derive::learn(&mut knowledge, event) {
+            learnt.push(pair);
+        }
+    }
+    if !learnt.is_empty() {
+        let (targets, authors): (Vec<Uuid>, Vec<Uuid>) = learnt.into_iter().unzip();
+        sqlx::query(
+            "insert into notifications.authors (target_id, author_id)
+             select * from unnest($1::uuid[], $2::uuid[]) on conflict do nothing",
+        )
+        .bind(&targets)
+        .bind(&authors)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let recipients: Vec<Uuid> = candidates.iter().map(|(_, n)| n.user_id).collect();
+    let ids: Vec<Uuid> = candidates.iter().map(|(_, n)| n.notification_id).collect();
+    let mut world = super::load(tx, &recipients, &[], &ids).await?;
+    let mut changes = Changes::default();
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut pending = Vec::new();
+    for (cause, n) in &candidates {
+        for event in decide::create(&world, n) {
+            pending.push(Pending {
+                event: changes.record(&mut world, &event),
+                metadata: Metadata {
+                    correlation_id: cause.metadata.correlation_id,
+                    causation_id: cause.event_id,
+                    actor: cause.metadata.actor,
+                    recorded_at_us: now,
+                },
+            });
+        }
+    }
+    log::append(tx, Service::Notifications, pending).await?;
+    super::write(tx, &world, &changes).await?;
+    Ok(())
+}
+
+/// The authors of the posts and comments `sources` react to or comment
+/// on, and the nicknames of those who react.
+async fn knowledge(
+    tx: &mut PgConnection,
+    sources: &[(&RecordedEvent, SourceEvent)],
+) -> Result<Knowledge> {
+    let mut targets = Vec::new();
+    let mut reactors = Vec::new();
+    for (_, event) in sources {
+        match event {
+            SourceEvent::Posts(PostEvent::CommentCreated(e)) => targets.push(e.post_id),
+            SourceEvent::Posts(PostEvent::ReactionSet(e)) if e.reaction != Reaction::None => {
+                targets.push(e.target_id);
+                reactors.push(e.user_id);
+            }
+            _ => {}
+        }
+    }
+    let mut k = Knowledge::default();
+    if !targets.is_empty() {
+        let rows = sqlx::query(
+            "select target_id, author_id from notifications.authors where target_id = any($1)",
+        )
+        .bind(&targets)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            k.authors
+                .insert(r.try_get("target_id")?, r.try_get("author_id")?);
+        }
+    }
+    if !reactors.is_empty() {
+        let rows = sqlx::query("select id, nickname from read.users where id = any($1)")
+            .bind(&reactors)
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in rows {
+            k.nicknames.insert(r.try_get("id")?, r.try_get("nickname")?);
+        }
+    }
+    Ok(k)
+}
