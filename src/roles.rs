@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Migrate => migrate(&common).await,
         Command::Up { gateway, service } => {
             migrate(&common).await?;
+            let pool = shared_pool(&common).await?;
             // Shutdown in stages: the gateway drains its requests first,
             // while the services and projectors they wait on still run.
             let (back_tx, back_stop) = watch::channel(false);
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             for name in SERVICES {
                 roles.spawn(run_service(
                     common.clone(),
+                    Some(pool.clone()),
                     name.to_string(),
                     service.clone(),
                     back_stop.clone(),
@@ -56,12 +58,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             roles.spawn(run_projectors(
                 common.clone(),
+                Some(pool.clone()),
                 Vec::new(),
                 back_stop.clone(),
             ));
             let front = common.clone();
             roles.spawn(async move {
-                let r = run_gateway(front, gateway, stop).await;
+                let r = run_gateway(front, Some(pool), gateway, stop).await;
                 let _ = back_tx.send(true);
                 r
             });
@@ -78,9 +81,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             result
         }
-        Command::Gateway(args) => run_gateway(common, args, stop).await,
-        Command::Service { name, service } => run_service(common, name, service, stop).await,
-        Command::Projector { only } => run_projectors(common, only, stop).await,
+        Command::Gateway(args) => run_gateway(common, None, args, stop).await,
+        Command::Service { name, service } => run_service(common, None, name, service, stop).await,
+        Command::Projector { only } => run_projectors(common, None, only, stop).await,
         Command::Replay { command } => crate::replay_cli::run(&common, command).await,
     }
 }
@@ -88,8 +91,34 @@ pub async fn run(cli: Cli) -> Result<()> {
 /// The command services this build has.
 pub const SERVICES: [&str; 4] = ["auth", "posts", "chat", "notifications"];
 
-async fn connect(common: &Common, role: &str) -> Result<(PgPool, async_nats::Client, Subjects)> {
-    let pool = setup::connect_pg(&common.database_url, common.db_max_connections).await?;
+/// The one Postgres pool of a process running every role (`forum up`), so
+/// FORUM_DB_MAX_CONNECTIONS bounds the process, not each role: that many
+/// connections for the work, plus one for each log listener (the outbox
+/// relays' and the projectors' hold theirs for good).
+async fn shared_pool(common: &Common) -> Result<PgPool> {
+    let listeners = SERVICES.len()
+        + forum_projections::all()
+            .iter()
+            .map(|p| p.sources().len())
+            .sum::<usize>();
+    Ok(setup::connect_pg(
+        &common.database_url,
+        common.db_max_connections + listeners as u32,
+    )
+    .await?)
+}
+
+/// The connections of a role: `shared`, the process's pool when it runs
+/// every role, else a pool of its own; its own NATS connection.
+async fn connect(
+    common: &Common,
+    shared: Option<PgPool>,
+    role: &str,
+) -> Result<(PgPool, async_nats::Client, Subjects)> {
+    let pool = match shared {
+        Some(pool) => pool,
+        None => setup::connect_pg(&common.database_url, common.db_max_connections).await?,
+    };
     let nats = setup::connect_nats(&common.nats_url, &format!("forum-{role}")).await?;
     Ok((pool, nats, Subjects::new(&common.prefix)))
 }
@@ -101,7 +130,7 @@ async fn connect(common: &Common, role: &str) -> Result<(PgPool, async_nats::Cli
 /// When Postgres or NATS refuse.
 pub async fn migrate(common: &Common) -> Result<()> {
     setup::create_database(&common.database_url).await?;
-    let (pool, nats, subjects) = connect(common, "migrate").await?;
+    let (pool, nats, subjects) = connect(common, None, "migrate").await?;
     setup::migrate(&pool).await?;
     setup::ensure_stream(&async_nats::jetstream::new(nats), &subjects).await?;
     for p in forum_projections::all() {
@@ -113,6 +142,7 @@ pub async fn migrate(common: &Common) -> Result<()> {
 
 async fn run_service(
     common: Common,
+    shared: Option<PgPool>,
     name: String,
     args: ServiceArgs,
     stop: watch::Receiver<bool>,
@@ -124,7 +154,7 @@ async fn run_service(
                 "unknown service {name:?}; this build has {SERVICES:?}"
             ))
         })?;
-    let (pool, nats, subjects) = connect(&common, &name).await?;
+    let (pool, nats, subjects) = connect(&common, shared, &name).await?;
     setup::ensure_stream(&async_nats::jetstream::new(nats.clone()), &subjects).await?;
     let options = Options {
         max_batch: args.max_batch.max(1),
@@ -167,10 +197,11 @@ async fn run_service(
 
 async fn run_projectors(
     common: Common,
+    shared: Option<PgPool>,
     only: Vec<String>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let (pool, nats, subjects) = connect(&common, "projector").await?;
+    let (pool, nats, subjects) = connect(&common, shared, "projector").await?;
     let all = forum_projections::all();
     for name in &only {
         if !all.iter().any(|p| p.name() == name) {
@@ -199,6 +230,7 @@ async fn run_projectors(
 
 async fn run_gateway(
     common: Common,
+    shared: Option<PgPool>,
     args: GatewayArgs,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -224,7 +256,7 @@ async fn run_gateway(
                 s
             }
         };
-    let (pool, nats, subjects) = connect(&common, "gateway").await?;
+    let (pool, nats, subjects) = connect(&common, shared, "gateway").await?;
     let config = forum_gateway::Config {
         jwt_secret: secret,
         command_timeout: Duration::from_millis(args.command_timeout_ms),

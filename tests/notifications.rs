@@ -397,12 +397,17 @@ async fn a_lost_deriver_checkpoint_creates_no_second_notification() {
 async fn separate_roles(read_timeout_ms: &str) -> System {
     let mut sys = System::empty();
     sys.migrate();
-    sys.spawn("auth", &["service", "auth"], &[]);
-    sys.spawn("posts", &["service", "posts"], &[]);
-    sys.spawn("chat", &["service", "chat"], &[]);
+    // Small pools: seven processes share the test server's connections.
+    let small = [("FORUM_DB_MAX_CONNECTIONS", "4")];
+    sys.spawn("auth", &["service", "auth"], &small);
+    sys.spawn("posts", &["service", "posts"], &small);
+    sys.spawn("chat", &["service", "chat"], &small);
     sys.spawn("projector", &["projector"], &[]);
-    sys.spawn("notifications1", &["service", "notifications"], &[]);
-    sys.spawn_gateway(&[("FORUM_READ_TIMEOUT_MS", read_timeout_ms)]);
+    sys.spawn("notifications1", &["service", "notifications"], &small);
+    sys.spawn_gateway(&[
+        ("FORUM_READ_TIMEOUT_MS", read_timeout_ms),
+        ("FORUM_DB_MAX_CONNECTIONS", "4"),
+    ]);
     sys
 }
 
@@ -453,7 +458,11 @@ async fn a_notifications_service_killed_mid_stream_ends_with_exactly_one_notific
     .await;
     sys.kill("notifications1");
     let at_kill = count(&pool, "select count(*) from notifications.events").await;
-    sys.spawn("notifications1", &["service", "notifications"], &[]);
+    sys.spawn(
+        "notifications1",
+        &["service", "notifications"],
+        &[("FORUM_DB_MAX_CONNECTIONS", "4")],
+    );
     for w in writers {
         w.await.expect("writer");
     }
@@ -513,7 +522,11 @@ async fn a_standby_notifications_service_takes_over_when_the_leader_dies() {
     let post = new_post(&sys, &ann).await;
     // notifications1 leads (it answered this comment's wait).
     comment(&sys, &bob, &post).await;
-    sys.spawn("notifications2", &["service", "notifications"], &[]);
+    sys.spawn(
+        "notifications2",
+        &["service", "notifications"],
+        &[("FORUM_DB_MAX_CONNECTIONS", "4")],
+    );
     // Both serve the commands (one queue group).
     assert_eq!(mark(&sys, &ann, json!({"all": true})).await.0, 204);
     sys.kill("notifications1");

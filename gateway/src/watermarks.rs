@@ -29,7 +29,8 @@ type Key = (&'static str, Service);
 /// The follower name the notifications deriver announces its progress under.
 pub const NOTIFIER: &str = deriver::FOLLOWER;
 
-/// The latest known checkpoint of every live projection, per log.
+/// The latest known checkpoint of every live projection (and of the
+/// notifications deriver), per log.
 #[derive(Clone)]
 pub struct Watermarks {
     inner: Arc<Inner>,

@@ -87,25 +87,41 @@ pub async fn run(
     subjects: Subjects,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    // The dedicated connection the lock is tried on (kept between tries
+    // while another instance leads).
+    let mut candidate: Option<PgConnection> = None;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        match try_lead(&pool).await {
-            Ok(Some(mut leader)) => {
-                tracing::info!("notifications deriver: leading");
-                let led = lead(&mut leader, &pool, &nats, &subjects, &mut shutdown).await;
-                if let Err(e) = &led {
-                    tracing::warn!(error = %e, "notifications deriver stopped leading; retrying");
+        let conn = match candidate.take() {
+            Some(conn) => Some(conn),
+            None => match pool.acquire().await {
+                Ok(conn) => Some(conn.detach()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "notifications deriver: no connection for the leader lock");
+                    None
                 }
-                // Closing the session releases the leader lock.
-                if let Err(e) = sqlx::Connection::close(leader).await {
-                    tracing::debug!(error = %e, "leader connection closed uncleanly");
+            },
+        };
+        if let Some(mut leader) = conn {
+            match try_lock(&mut leader).await {
+                Ok(true) => {
+                    tracing::info!("notifications deriver: leading");
+                    let led = lead(&mut leader, &pool, &nats, &subjects, &mut shutdown).await;
+                    if let Err(e) = &led {
+                        tracing::warn!(error = %e, "notifications deriver stopped leading; retrying");
+                    }
+                    // Closing the session releases the leader lock.
+                    if let Err(e) = sqlx::Connection::close(leader).await {
+                        tracing::debug!(error = %e, "leader connection closed uncleanly");
+                    }
                 }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "notifications deriver: cannot try the leader lock")
+                Ok(false) => candidate = Some(leader),
+                // A broken connection: a new one next time.
+                Err(e) => {
+                    tracing::warn!(error = %e, "notifications deriver: cannot try the leader lock")
+                }
             }
         }
         tokio::select! {
@@ -115,20 +131,12 @@ pub async fn run(
     }
 }
 
-/// A dedicated connection holding the leader lock, or `None` when another
-/// instance leads.
-async fn try_lead(pool: &PgPool) -> Result<Option<PgConnection>> {
-    let mut conn = pool.acquire().await?.detach();
-    let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, 1)")
+/// Tries the leader lock (session-level) on `conn`.
+async fn try_lock(conn: &mut PgConnection) -> Result<bool> {
+    Ok(sqlx::query_scalar("select pg_try_advisory_lock($1, 1)")
         .bind(LEADER_LOCK_CLASS)
-        .fetch_one(&mut conn)
-        .await?;
-    if got {
-        Ok(Some(conn))
-    } else {
-        let _ = sqlx::Connection::close(conn).await;
-        Ok(None)
-    }
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Creates (or finds) the durable consumer of every event subject.
