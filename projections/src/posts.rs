@@ -102,327 +102,437 @@ impl Projection for Posts {
         events: &'a [RecordedEvent],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let mut decoded = Vec::with_capacity(events.len());
+            let mut batch = Batch::default();
             for event in events {
                 let e = event
                     .decode::<PostEvent>()
                     .map_err(|e| Error::poison(event, e))?;
-                decoded.push((event.position as i64, e));
+                batch.add(event.position as i64, e);
             }
-            // Runs of creations and reactions are written with one
-            // multi-row statement each; the rest one event at a time, in
-            // order.
-            let mut i = 0;
-            while i < decoded.len() {
-                let kind = std::mem::discriminant(&decoded[i].1);
-                let end = decoded[i..]
-                    .iter()
-                    .position(|(_, e)| std::mem::discriminant(e) != kind)
-                    .map_or(decoded.len(), |n| i + n);
-                let run = &decoded[i..end];
-                match &decoded[i].1 {
-                    PostEvent::PostCreated(_) => posts_created(tx, schema, run).await?,
-                    PostEvent::CommentCreated(_) => comments_created(tx, schema, run).await?,
-                    PostEvent::ReactionSet(_) => reactions_set(tx, schema, run).await?,
-                    _ => {
-                        for (position, e) in run {
-                            apply_one(tx, schema, *position, e).await?;
-                        }
-                    }
-                }
-                i = end;
-            }
-            Ok(())
+            batch.write(tx, schema).await
         })
     }
 }
 
-async fn set_categories(
-    tx: &mut PgConnection,
-    schema: &str,
-    post_id: uuid::Uuid,
-    categories: &[String],
-) -> Result<()> {
-    sqlx::query(&format!(
-        "delete from {schema}.post_categories where post_id = $1"
-    ))
-    .bind(post_id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "insert into {schema}.post_categories (post_id, category, position)
-         select p.id, c, p.position from {schema}.posts p, unnest($2::text[]) as c
-         where p.id = $1 and not p.deleted
-         on conflict do nothing"
-    ))
-    .bind(post_id)
-    .bind(categories)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-async fn apply_one(
-    tx: &mut PgConnection,
-    schema: &str,
+/// A post created in the batch, as it stands after the batch.
+struct NewPost {
+    id: Uuid,
+    author_id: Uuid,
+    author_nickname: String,
+    title: String,
+    content: String,
+    categories: Vec<String>,
+    created_at_us: i64,
+    edited_at_us: Option<i64>,
+    deleted: bool,
+    likes: i32,
+    dislikes: i32,
+    comment_count: i32,
     position: i64,
-    event: &PostEvent,
-) -> Result<()> {
-    let to_time = forum_store::log::to_time;
-    match event {
-        PostEvent::PostEdited(e) => {
-            sqlx::query(&format!(
-                "update {schema}.posts set title = $2, content = $3, categories = $4, edited_at = $5
-                 where id = $1"
-            ))
-            .bind(e.post_id)
-            .bind(&e.title)
-            .bind(&e.content)
-            .bind(&e.categories)
-            .bind(to_time(e.edited_at_us))
-            .execute(&mut *tx)
-            .await?;
-            set_categories(tx, schema, e.post_id, &e.categories).await?;
+}
+
+/// What the batch changes in a post written before it.
+#[derive(Default)]
+struct PostPatch {
+    /// (title, content, categories, edited at): the last edit.
+    edit: Option<(String, String, Vec<String>, i64)>,
+    deleted: bool,
+    comment_delta: i32,
+    counts: Option<(i32, i32)>,
+}
+
+/// A comment created in the batch, as it stands after the batch.
+struct NewComment {
+    id: Uuid,
+    post_id: Uuid,
+    author_id: Uuid,
+    author_nickname: String,
+    content: String,
+    created_at_us: i64,
+    edited_at_us: Option<i64>,
+    deleted: bool,
+    likes: i32,
+    dislikes: i32,
+    position: i64,
+}
+
+/// What the batch changes in a comment written before it.
+#[derive(Default)]
+struct CommentPatch {
+    edit: Option<(String, i64)>,
+    deleted: bool,
+    counts: Option<(i32, i32)>,
+}
+
+/// A batch of events folded in memory into the final state of every row
+/// it touches, then written with one statement per table and kind of
+/// change, however the event types interleave. Rebuilds apply batches of
+/// tens of thousands of events, so this is what makes them fast.
+#[derive(Default)]
+struct Batch {
+    new_posts: Vec<NewPost>,
+    new_post_at: HashMap<Uuid, usize>,
+    post_patches: HashMap<Uuid, PostPatch>,
+    new_comments: Vec<NewComment>,
+    new_comment_at: HashMap<Uuid, usize>,
+    comment_patches: HashMap<Uuid, CommentPatch>,
+    /// (post id of the comment) for comments written before the batch and
+    /// deleted in it: their post's count drops only if they were visible.
+    deleted_comments: Vec<Uuid>,
+    /// The last reaction per (target, user).
+    reactions: HashMap<(Uuid, Uuid), (TargetKind, Reaction)>,
+    /// Posts whose categories rows must be rewritten.
+    recategorized: Vec<Uuid>,
+}
+
+impl Batch {
+    fn post(&mut self, id: Uuid) -> Result<&mut NewPost, &mut PostPatch> {
+        match self.new_post_at.get(&id) {
+            Some(&i) => Ok(&mut self.new_posts[i]),
+            None => Err(self.post_patches.entry(id).or_default()),
         }
-        PostEvent::PostDeleted(e) => {
-            sqlx::query(&format!(
-                "update {schema}.posts set deleted = true where id = $1"
-            ))
-            .bind(e.post_id)
-            .execute(&mut *tx)
-            .await?;
-            set_categories(tx, schema, e.post_id, &[]).await?;
+    }
+
+    fn comment(&mut self, id: Uuid) -> Result<&mut NewComment, &mut CommentPatch> {
+        match self.new_comment_at.get(&id) {
+            Some(&i) => Ok(&mut self.new_comments[i]),
+            None => Err(self.comment_patches.entry(id).or_default()),
         }
-        PostEvent::CommentEdited(e) => {
-            sqlx::query(&format!(
-                "update {schema}.comments set content = $2, edited_at = $3 where id = $1"
-            ))
-            .bind(e.comment_id)
-            .bind(&e.content)
-            .bind(to_time(e.edited_at_us))
-            .execute(&mut *tx)
-            .await?;
-        }
-        PostEvent::CommentDeleted(e) => {
-            let changed = sqlx::query(&format!(
-                "update {schema}.comments set deleted = true where id = $1 and not deleted"
-            ))
-            .bind(e.comment_id)
-            .execute(&mut *tx)
-            .await?;
-            if changed.rows_affected() > 0 {
-                sqlx::query(&format!(
-                    "update {schema}.posts set comment_count = greatest(comment_count - 1, 0)
-                     where id = $1"
-                ))
-                .bind(e.post_id)
-                .execute(&mut *tx)
-                .await?;
+    }
+
+    fn add(&mut self, position: i64, event: PostEvent) {
+        match event {
+            PostEvent::PostCreated(e) => {
+                self.new_post_at.insert(e.post_id, self.new_posts.len());
+                self.new_posts.push(NewPost {
+                    id: e.post_id,
+                    author_id: e.author_id,
+                    author_nickname: e.author_nickname,
+                    title: e.title,
+                    content: e.content,
+                    categories: e.categories,
+                    created_at_us: e.created_at_us,
+                    edited_at_us: None,
+                    deleted: false,
+                    likes: 0,
+                    dislikes: 0,
+                    comment_count: 0,
+                    position,
+                });
             }
-        }
-        PostEvent::PostCreated(_) | PostEvent::CommentCreated(_) | PostEvent::ReactionSet(_) => {
-            // Written in runs, see `posts_created`, `comments_created`,
-            // `reactions_set`.
-            let run = [(position, event.clone())];
-            match event {
-                PostEvent::PostCreated(_) => posts_created(tx, schema, &run).await?,
-                PostEvent::CommentCreated(_) => comments_created(tx, schema, &run).await?,
-                _ => reactions_set(tx, schema, &run).await?,
+            PostEvent::PostEdited(e) => {
+                self.recategorized.push(e.post_id);
+                match self.post(e.post_id) {
+                    Ok(p) => {
+                        p.title = e.title;
+                        p.content = e.content;
+                        p.categories = e.categories;
+                        p.edited_at_us = Some(e.edited_at_us);
+                    }
+                    Err(patch) => {
+                        patch.edit = Some((e.title, e.content, e.categories, e.edited_at_us))
+                    }
+                }
+            }
+            PostEvent::PostDeleted(e) => {
+                self.recategorized.push(e.post_id);
+                match self.post(e.post_id) {
+                    Ok(p) => p.deleted = true,
+                    Err(patch) => patch.deleted = true,
+                }
+            }
+            PostEvent::CommentCreated(e) => {
+                match self.post(e.post_id) {
+                    Ok(p) => p.comment_count += 1,
+                    Err(patch) => patch.comment_delta += 1,
+                }
+                self.new_comment_at
+                    .insert(e.comment_id, self.new_comments.len());
+                self.new_comments.push(NewComment {
+                    id: e.comment_id,
+                    post_id: e.post_id,
+                    author_id: e.author_id,
+                    author_nickname: e.author_nickname,
+                    content: e.content,
+                    created_at_us: e.created_at_us,
+                    edited_at_us: None,
+                    deleted: false,
+                    likes: 0,
+                    dislikes: 0,
+                    position,
+                });
+            }
+            PostEvent::CommentEdited(e) => match self.comment(e.comment_id) {
+                Ok(c) => {
+                    c.content = e.content;
+                    c.edited_at_us = Some(e.edited_at_us);
+                }
+                Err(patch) => patch.edit = Some((e.content, e.edited_at_us)),
+            },
+            PostEvent::CommentDeleted(e) => match self.comment(e.comment_id) {
+                Ok(c) => {
+                    if !c.deleted {
+                        c.deleted = true;
+                        match self.post(e.post_id) {
+                            Ok(p) => p.comment_count = (p.comment_count - 1).max(0),
+                            Err(patch) => patch.comment_delta -= 1,
+                        }
+                    }
+                }
+                Err(patch) => {
+                    if !patch.deleted {
+                        patch.deleted = true;
+                        self.deleted_comments.push(e.comment_id);
+                    }
+                }
+            },
+            PostEvent::ReactionSet(e) => {
+                let counts = (e.likes as i32, e.dislikes as i32);
+                match e.target {
+                    TargetKind::Post => match self.post(e.target_id) {
+                        Ok(p) => (p.likes, p.dislikes) = counts,
+                        Err(patch) => patch.counts = Some(counts),
+                    },
+                    TargetKind::Comment => match self.comment(e.target_id) {
+                        Ok(c) => (c.likes, c.dislikes) = counts,
+                        Err(patch) => patch.counts = Some(counts),
+                    },
+                }
+                self.reactions
+                    .insert((e.target_id, e.user_id), (e.target, e.reaction));
             }
         }
     }
-    Ok(())
-}
 
-/// A run of `post_created`: one insert for the posts, one for their
-/// categories.
-async fn posts_created(
-    tx: &mut PgConnection,
-    schema: &str,
-    run: &[(i64, PostEvent)],
-) -> Result<()> {
-    let mut ids = Vec::new();
-    let mut authors = Vec::new();
-    let mut nicks = Vec::new();
-    let mut titles = Vec::new();
-    let mut contents = Vec::new();
-    let mut categories = Vec::new();
-    let mut created = Vec::new();
-    let mut positions = Vec::new();
-    for (position, e) in run {
-        if let PostEvent::PostCreated(e) = e {
-            ids.push(e.post_id);
-            authors.push(e.author_id);
-            nicks.push(e.author_nickname.as_str());
-            titles.push(e.title.as_str());
-            contents.push(e.content.as_str());
+    async fn write(self, tx: &mut PgConnection, schema: &str) -> Result<()> {
+        let to_time = forum_store::log::to_time;
+        if !self.new_posts.is_empty() {
+            let p = &self.new_posts;
             // Slugs hold no comma.
-            categories.push(e.categories.join(","));
-            created.push(forum_store::log::to_time(e.created_at_us));
-            positions.push(*position);
+            let cats: Vec<String> = p.iter().map(|p| p.categories.join(",")).collect();
+            sqlx::query(&format!(
+                "insert into {schema}.posts (id, author_id, author_nickname, title, content, categories,
+                                             created_at, edited_at, deleted, likes, dislikes,
+                                             comment_count, position)
+                 select k.id, k.author, k.nick, k.title, k.content, string_to_array(k.cats, ','),
+                        k.created, k.edited, k.deleted, k.likes, k.dislikes, k.comments, k.pos
+                 from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                             $7::timestamptz[], $8::timestamptz[], $9::bool[], $10::int[], $11::int[],
+                             $12::int[], $13::bigint[])
+                      as k(id, author, nick, title, content, cats, created, edited, deleted, likes,
+                           dislikes, comments, pos)
+                 on conflict (id) do nothing"
+            ))
+            .bind(p.iter().map(|p| p.id).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.author_id).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.author_nickname.as_str()).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.title.as_str()).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.content.as_str()).collect::<Vec<_>>())
+            .bind(&cats)
+            .bind(p.iter().map(|p| to_time(p.created_at_us)).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.edited_at_us.map(to_time)).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.deleted).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.likes).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.dislikes).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.comment_count).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.position).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
         }
-    }
-    sqlx::query(&format!(
-        "insert into {schema}.posts (id, author_id, author_nickname, title, content, categories,
-                                     created_at, position)
-         select k.id, k.author, k.nick, k.title, k.content, string_to_array(k.cats, ','), k.created, k.pos
-         from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::timestamptz[], $8::bigint[])
-              as k(id, author, nick, title, content, cats, created, pos)
-         on conflict (id) do nothing"
-    ))
-    .bind(&ids)
-    .bind(&authors)
-    .bind(&nicks)
-    .bind(&titles)
-    .bind(&contents)
-    .bind(&categories)
-    .bind(&created)
-    .bind(&positions)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "insert into {schema}.post_categories (post_id, category, position)
-         select p.id, c, p.position from {schema}.posts p, unnest(p.categories) as c
-         where p.id = any($1) and not p.deleted
-         on conflict do nothing"
-    ))
-    .bind(&ids)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// A run of `comment_created`: one insert, one count update.
-async fn comments_created(
-    tx: &mut PgConnection,
-    schema: &str,
-    run: &[(i64, PostEvent)],
-) -> Result<()> {
-    let mut ids = Vec::new();
-    let mut posts = Vec::new();
-    let mut authors = Vec::new();
-    let mut nicks = Vec::new();
-    let mut contents = Vec::new();
-    let mut created = Vec::new();
-    let mut positions = Vec::new();
-    for (position, e) in run {
-        if let PostEvent::CommentCreated(e) = e {
-            ids.push(e.comment_id);
-            posts.push(e.post_id);
-            authors.push(e.author_id);
-            nicks.push(e.author_nickname.as_str());
-            contents.push(e.content.as_str());
-            created.push(forum_store::log::to_time(e.created_at_us));
-            positions.push(*position);
-        }
-    }
-    sqlx::query(&format!(
-        "with ins as (
-             insert into {schema}.comments (id, post_id, author_id, author_nickname, content,
-                                            created_at, position)
-             select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
-                                  $6::timestamptz[], $7::bigint[])
-             on conflict (id) do nothing
-             returning post_id)
-         update {schema}.posts p set comment_count = p.comment_count + n.n
-         from (select post_id, count(*)::int as n from ins group by post_id) n
-         where p.id = n.post_id"
-    ))
-    .bind(&ids)
-    .bind(&posts)
-    .bind(&authors)
-    .bind(&nicks)
-    .bind(&contents)
-    .bind(&created)
-    .bind(&positions)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// A run of `reaction_set`: the events carry absolute counts and the
-/// user's whole reaction, so the last event per target and per (target,
-/// user) wins; one statement per table.
-async fn reactions_set(
-    tx: &mut PgConnection,
-    schema: &str,
-    run: &[(i64, PostEvent)],
-) -> Result<()> {
-    let mut counts: HashMap<Uuid, (TargetKind, i32, i32)> = HashMap::new();
-    let mut reactions: HashMap<(Uuid, Uuid), (TargetKind, Reaction)> = HashMap::new();
-    for (_, e) in run {
-        if let PostEvent::ReactionSet(e) = e {
-            counts.insert(e.target_id, (e.target, e.likes as i32, e.dislikes as i32));
-            reactions.insert((e.target_id, e.user_id), (e.target, e.reaction));
-        }
-    }
-    for (kind, table) in [
-        (TargetKind::Post, "posts"),
-        (TargetKind::Comment, "comments"),
-    ] {
-        let (mut ids, mut likes, mut dislikes) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, (k, l, d)) in &counts {
-            if *k == kind {
+        if !self.post_patches.is_empty() {
+            let (mut ids, mut titles, mut contents, mut cats, mut edited) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut deleted, mut delta, mut likes, mut dislikes) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (id, patch) in &self.post_patches {
                 ids.push(*id);
-                likes.push(*l);
-                dislikes.push(*d);
+                let edit = patch.edit.as_ref();
+                titles.push(edit.map(|e| e.0.as_str()));
+                contents.push(edit.map(|e| e.1.as_str()));
+                cats.push(edit.map(|e| e.2.join(",")));
+                edited.push(edit.map(|e| to_time(e.3)));
+                deleted.push(patch.deleted);
+                delta.push(patch.comment_delta);
+                likes.push(patch.counts.map(|c| c.0));
+                dislikes.push(patch.counts.map(|c| c.1));
+            }
+            sqlx::query(&format!(
+                "update {schema}.posts p set
+                    title = coalesce(k.title, p.title),
+                    content = coalesce(k.content, p.content),
+                    categories = case when k.cats is null then p.categories
+                                      else string_to_array(k.cats, ',') end,
+                    edited_at = coalesce(k.edited, p.edited_at),
+                    deleted = p.deleted or k.deleted,
+                    comment_count = greatest(p.comment_count + k.delta, 0),
+                    likes = coalesce(k.likes, p.likes),
+                    dislikes = coalesce(k.dislikes, p.dislikes)
+                 from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                             $6::bool[], $7::int[], $8::int[], $9::int[])
+                      as k(id, title, content, cats, edited, deleted, delta, likes, dislikes)
+                 where p.id = k.id"
+            ))
+            .bind(&ids)
+            .bind(&titles)
+            .bind(&contents)
+            .bind(&cats)
+            .bind(&edited)
+            .bind(&deleted)
+            .bind(&delta)
+            .bind(&likes)
+            .bind(&dislikes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.new_comments.is_empty() {
+            let c = &self.new_comments;
+            sqlx::query(&format!(
+                "insert into {schema}.comments (id, post_id, author_id, author_nickname, content,
+                                                created_at, edited_at, deleted, likes, dislikes,
+                                                position)
+                 select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                                      $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::int[],
+                                      $10::int[], $11::bigint[])
+                 on conflict (id) do nothing"
+            ))
+            .bind(c.iter().map(|c| c.id).collect::<Vec<_>>())
+            .bind(c.iter().map(|c| c.post_id).collect::<Vec<_>>())
+            .bind(c.iter().map(|c| c.author_id).collect::<Vec<_>>())
+            .bind(
+                c.iter()
+                    .map(|c| c.author_nickname.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(c.iter().map(|c| c.content.as_str()).collect::<Vec<_>>())
+            .bind(
+                c.iter()
+                    .map(|c| to_time(c.created_at_us))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                c.iter()
+                    .map(|c| c.edited_at_us.map(to_time))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(c.iter().map(|c| c.deleted).collect::<Vec<_>>())
+            .bind(c.iter().map(|c| c.likes).collect::<Vec<_>>())
+            .bind(c.iter().map(|c| c.dislikes).collect::<Vec<_>>())
+            .bind(c.iter().map(|c| c.position).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.comment_patches.is_empty() {
+            let (mut ids, mut contents, mut edited, mut likes, mut dislikes) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (id, patch) in &self.comment_patches {
+                ids.push(*id);
+                contents.push(patch.edit.as_ref().map(|e| e.0.as_str()));
+                edited.push(patch.edit.as_ref().map(|e| to_time(e.1)));
+                likes.push(patch.counts.map(|c| c.0));
+                dislikes.push(patch.counts.map(|c| c.1));
+            }
+            sqlx::query(&format!(
+                "update {schema}.comments c set
+                    content = coalesce(k.content, c.content),
+                    edited_at = coalesce(k.edited, c.edited_at),
+                    likes = coalesce(k.likes, c.likes),
+                    dislikes = coalesce(k.dislikes, c.dislikes)
+                 from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::int[], $5::int[])
+                      as k(id, content, edited, likes, dislikes)
+                 where c.id = k.id"
+            ))
+            .bind(&ids)
+            .bind(&contents)
+            .bind(&edited)
+            .bind(&likes)
+            .bind(&dislikes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.deleted_comments.is_empty() {
+            sqlx::query(&format!(
+                "with gone as (
+                     update {schema}.comments set deleted = true
+                     where id = any($1) and not deleted
+                     returning post_id)
+                 update {schema}.posts p set comment_count = greatest(p.comment_count - n.n, 0)
+                 from (select post_id, count(*)::int as n from gone group by post_id) n
+                 where p.id = n.post_id"
+            ))
+            .bind(&self.deleted_comments)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.write_reactions(tx, schema).await?;
+        // Categories: rows for every new post, rewritten for every edited
+        // or deleted one (none for deleted posts).
+        let mut ids = self.recategorized;
+        ids.extend(self.new_posts.iter().map(|p| p.id));
+        if !ids.is_empty() {
+            sqlx::query(&format!(
+                "delete from {schema}.post_categories where post_id = any($1)"
+            ))
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(&format!(
+                "insert into {schema}.post_categories (post_id, category, position)
+                 select p.id, c, p.position from {schema}.posts p, unnest(p.categories) as c
+                 where p.id = any($1) and not p.deleted
+                 on conflict do nothing"
+            ))
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The last reaction per (target, user): withdrawn ones deleted, the
+    /// others upserted with their post's position (for the liked list).
+    async fn write_reactions(&self, tx: &mut PgConnection, schema: &str) -> Result<()> {
+        let (mut del_t, mut del_u) = (Vec::new(), Vec::new());
+        let (mut set_t, mut set_u, mut set_k, mut set_r) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((t, u), (kind, reaction)) in &self.reactions {
+            match reaction.as_str() {
+                None => {
+                    del_t.push(*t);
+                    del_u.push(*u);
+                }
+                Some(r) => {
+                    set_t.push(*t);
+                    set_u.push(*u);
+                    set_k.push(kind.as_str());
+                    set_r.push(r);
+                }
             }
         }
-        if ids.is_empty() {
-            continue;
+        if !del_t.is_empty() {
+            sqlx::query(&format!(
+                "delete from {schema}.reactions r using unnest($1::uuid[], $2::uuid[]) as k(t, u)
+                 where r.target_id = k.t and r.user_id = k.u"
+            ))
+            .bind(&del_t)
+            .bind(&del_u)
+            .execute(&mut *tx)
+            .await?;
         }
-        sqlx::query(&format!(
-            "update {schema}.{table} t set likes = k.l, dislikes = k.d
-             from unnest($1::uuid[], $2::int[], $3::int[]) as k(id, l, d) where t.id = k.id"
-        ))
-        .bind(&ids)
-        .bind(&likes)
-        .bind(&dislikes)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let (mut del_t, mut del_u) = (Vec::new(), Vec::new());
-    let (mut set_t, mut set_u, mut set_k, mut set_r) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((t, u), (kind, reaction)) in &reactions {
-        match reaction.as_str() {
-            None => {
-                del_t.push(*t);
-                del_u.push(*u);
-            }
-            Some(r) => {
-                set_t.push(*t);
-                set_u.push(*u);
-                set_k.push(kind.as_str());
-                set_r.push(r);
-            }
+        if !set_t.is_empty() {
+            sqlx::query(&format!(
+                "insert into {schema}.reactions (target_id, user_id, target_kind, reaction, post_position)
+                 select k.t, k.u, k.kind, k.r, p.position
+                 from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) as k(t, u, kind, r)
+                 left join {schema}.posts p on p.id = k.t and k.kind = 'post'
+                 on conflict (target_id, user_id) do update set reaction = excluded.reaction"
+            ))
+            .bind(&set_t)
+            .bind(&set_u)
+            .bind(&set_k)
+            .bind(&set_r)
+            .execute(&mut *tx)
+            .await?;
         }
+        Ok(())
     }
-    if !del_t.is_empty() {
-        sqlx::query(&format!(
-            "delete from {schema}.reactions r using unnest($1::uuid[], $2::uuid[]) as k(t, u)
-             where r.target_id = k.t and r.user_id = k.u"
-        ))
-        .bind(&del_t)
-        .bind(&del_u)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !set_t.is_empty() {
-        sqlx::query(&format!(
-            "insert into {schema}.reactions (target_id, user_id, target_kind, reaction, post_position)
-             select k.t, k.u, k.kind, k.r, p.position
-             from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) as k(t, u, kind, r)
-             left join {schema}.posts p on p.id = k.t and k.kind = 'post'
-             on conflict (target_id, user_id) do update set reaction = excluded.reaction"
-        ))
-        .bind(&set_t)
-        .bind(&set_u)
-        .bind(&set_k)
-        .bind(&set_r)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
 }

@@ -31,6 +31,10 @@ use crate::{registry, Error, Projection, Result};
 /// second key is `hashtext(<projection>)`.
 const REBUILD_LOCK_CLASS: i32 = 0x5245_4255;
 
+/// Events applied before the rebuilt tables are first analyzed (then
+/// again each time the count doubles).
+const ANALYZE_FIRST: u64 = 5_000;
+
 /// Events read per batch during the bulk catch-up, by default.
 pub const DEFAULT_BATCH: i64 = 20_000;
 
@@ -455,10 +459,23 @@ async fn catch_up(
         }
     });
     let schema = p.schema(version);
+    // The new tables start empty and without statistics; autovacuum comes
+    // too late, and without them the planner scans whole tables for the
+    // batch updates (quadratic). Analyze as they grow.
+    let (mut applied, mut analyze_at) = (0u64, ANALYZE_FIRST);
     while let Some(events) = batches.recv().await {
         let events = events?;
         apply_batch(pool, &*p, version, &schema, service, &events).await?;
         on_batch(events.len() as u64);
+        applied += events.len() as u64;
+        if applied >= analyze_at {
+            for table in p.tables() {
+                sqlx::query(&format!("analyze {schema}.{table}"))
+                    .execute(pool)
+                    .await?;
+            }
+            analyze_at = applied * 2;
+        }
     }
     let _ = reader.await;
     Ok(())

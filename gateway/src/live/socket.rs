@@ -125,13 +125,15 @@ async fn run(state: AppState, mut socket: WebSocket, user: AuthUser, cursor: Opt
     }
     let from = cursor.as_deref().and_then(Cursor::decode);
     let replay = match from {
-        Some(from) => match Box::pin(resume(&state, user.user_id, from, registration.start)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "resume failed; the client reloads");
-                None
+        Some(from) => {
+            match Box::pin(resume(&state, user.user_id, from, registration.start)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "resume failed; the client reloads");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let (resumed, mut position) = match (&replay, from) {
