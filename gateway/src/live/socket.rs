@@ -36,7 +36,7 @@ pub const NOT_ANSWERING: u16 = 1001;
 
 /// Socket read buffer: client frames are small, and every byte of it is
 /// resident for every socket.
-const READ_BUFFER: usize = 512;
+const READ_BUFFER: usize = 256;
 /// How long a closing handshake may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 /// Frames written before one flush.
