@@ -56,6 +56,11 @@ pub struct Cli {
     /// R1: events written to the logs before the rebuild.
     #[arg(long, default_value_t = 1_000_000)]
     pub r1_events: usize,
+    /// R1: mean length of runs of one event kind in the posts log (1: kinds
+    /// interleaved at random, as in a live forum; more: a diagnostic of how
+    /// much the projections gain from runs).
+    #[arg(long, default_value_t = 1)]
+    pub r1_run_length: u64,
     /// Seconds spent on each floor measurement.
     #[arg(long, default_value_t = 2.0)]
     pub floor_secs: f64,
@@ -174,6 +179,8 @@ pub struct Plan {
     pub l4_events: usize,
     /// R1: events in the logs.
     pub r1_events: usize,
+    /// R1: mean run length of one event kind.
+    pub r1_run_length: u64,
     /// Each floor measurement.
     pub floor: Duration,
 }
@@ -202,6 +209,7 @@ impl Plan {
             l4_sockets_per_user: 20,
             l4_events: 50,
             r1_events: (cli.r1_events / q).max(1_000),
+            r1_run_length: cli.r1_run_length.max(1),
             floor: Duration::from_secs_f64((cli.floor_secs / q as f64).clamp(0.2, 60.0)),
         }
     }

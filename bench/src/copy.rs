@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn times_and_arrays_use_postgres_input_syntax() {
         let mut s = String::new();
-        time(&mut s, 1_000_000_123_456);
+        time(&mut s, 1_000_000_000_123_456);
         assert_eq!(s, "2001-09-09 01:46:40.123456+00");
         let mut a = String::new();
         words(&mut a, &["news".into(), "off-topic".into()]);

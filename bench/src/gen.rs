@@ -310,12 +310,33 @@ pub struct PostsLog<'a> {
     reactions: HashMap<(bool, u32, u32), Reaction>,
     position: i64,
     clock_us: i64,
+    run_length: u64,
+    last: Option<Kind>,
+}
+
+/// The kinds of events of the posts log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Post,
+    Comment,
+    Reaction,
 }
 
 impl<'a> PostsLog<'a> {
-    /// The log of `mix` by `people`, times from `start_us`.
-    pub fn new(people: &'a People, mix: Mix, start_us: i64, seed: u64) -> PostsLog<'a> {
+    /// The log of `mix` by `people`, times from `start_us`. With
+    /// `run_length` 1 the kinds are interleaved at random (a live forum);
+    /// with more, the kind of the previous event is kept with probability
+    /// 1 − 1/`run_length` (runs of that mean length, a diagnostic).
+    pub fn new(
+        people: &'a People,
+        mix: Mix,
+        start_us: i64,
+        seed: u64,
+        run_length: u64,
+    ) -> PostsLog<'a> {
         PostsLog {
+            run_length: run_length.max(1),
+            last: None,
             people,
             rng: Rng::new(seed),
             left: (mix.posts, mix.comments, mix.reactions),
@@ -473,23 +494,47 @@ impl Iterator for PostsLog<'_> {
 
     fn next(&mut self) -> Option<Row> {
         let (p, c, r) = self.left;
-        if p + c + r == 0 {
+        if p + c + r == 0 || (self.posts.is_empty() && p == 0) {
             return None;
         }
         self.clock_us += 2_000;
-        let x = self.rng.below((p + c + r) as u64) as usize;
-        let (post, event) = if self.posts.is_empty() || (x < p && p > 0) {
-            self.left.0 -= 1;
-            self.post()
-        } else if x < p + c && c > 0 {
-            self.left.1 -= 1;
-            self.comment()
-        } else if r > 0 {
-            self.left.2 -= 1;
-            self.reaction()
+        let left_of = |k: Kind| match k {
+            Kind::Post => p,
+            Kind::Comment => c,
+            Kind::Reaction => r,
+        };
+        let keep = self
+            .last
+            .filter(|k| left_of(*k) > 0 && self.run_length > 1)
+            .filter(|_| self.rng.below(self.run_length) != 0);
+        let kind = if self.posts.is_empty() {
+            Kind::Post
+        } else if let Some(k) = keep {
+            k
         } else {
-            self.left.1 -= 1;
-            self.comment()
+            let x = self.rng.below((p + c + r) as u64) as usize;
+            if x < p {
+                Kind::Post
+            } else if x < p + c {
+                Kind::Comment
+            } else {
+                Kind::Reaction
+            }
+        };
+        self.last = Some(kind);
+        let (post, event) = match kind {
+            Kind::Post => {
+                self.left.0 -= 1;
+                self.post()
+            }
+            Kind::Comment => {
+                self.left.1 -= 1;
+                self.comment()
+            }
+            Kind::Reaction => {
+                self.left.2 -= 1;
+                self.reaction()
+            }
         };
         let state = &mut self.posts[post];
         state.version += 1;
@@ -533,7 +578,7 @@ mod tests {
             comments: 120,
             reactions: 900,
         };
-        let mut log = PostsLog::new(&people, mix, 1_000_000, 7);
+        let mut log = PostsLog::new(&people, mix, 1_000_000, 7, 1);
         let rows: Vec<Row> = log.by_ref().collect();
         assert_eq!(rows.len(), mix.posts_events());
         let mut versions: HashMap<Uuid, u32> = HashMap::new();
@@ -580,6 +625,28 @@ mod tests {
         let likes: u32 = counts.values().map(|c| c.0).sum();
         assert_eq!(expected.likes, likes as i64);
         assert_eq!(expected.posts, 40);
+    }
+
+    #[test]
+    fn a_longer_run_length_groups_events_of_one_kind() {
+        let people = People::new(10);
+        let mix = Mix {
+            users: 10,
+            posts: 500,
+            comments: 1000,
+            reactions: 900,
+        };
+        let runs = |run_length| {
+            let rows: Vec<Row> = PostsLog::new(&people, mix, 0, 9, run_length).collect();
+            assert_eq!(rows.len(), mix.posts_events());
+            1 + rows
+                .windows(2)
+                .filter(|w| w[0].event.event_type != w[1].event.event_type)
+                .count()
+        };
+        let (mixed, grouped) = (runs(1), runs(50));
+        assert!(mixed > 1000, "interleaved: {mixed} runs");
+        assert!(grouped < 200, "grouped: {grouped} runs");
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub enum Unit {
     Ratio,
     /// Seconds.
     Seconds,
+    /// Percent of one CPU core.
+    CorePercent,
+    /// A plain number with two decimals.
+    Number,
 }
 
 impl Unit {
@@ -36,6 +40,8 @@ impl Unit {
             Unit::Count => "count",
             Unit::Ratio => "ratio",
             Unit::Seconds => "s",
+            Unit::CorePercent => "percent_of_core",
+            Unit::Number => "number",
         }
     }
 
@@ -49,6 +55,8 @@ impl Unit {
             Unit::Count => fmt_count(value),
             Unit::Ratio => format!("{value:.2}×"),
             Unit::Seconds => format!("{value:.2} s"),
+            Unit::CorePercent => format!("{value:.0} % core"),
+            Unit::Number => format!("{value:.2}"),
         }
     }
 }
@@ -234,6 +242,30 @@ impl ScenarioReport {
     /// Adds a note.
     pub fn note(&mut self, s: impl Into<String>) {
         self.notes.push(s.into());
+    }
+
+    /// Adds Postgres work per acknowledged write (this system's database
+    /// only).
+    pub fn pg_per_write(&mut self, per: &[(&str, f64)]) {
+        for (what, v) in per {
+            self.metrics.push(Metric::new(
+                format!("PG {what} per write"),
+                *v,
+                Unit::Number,
+            ));
+        }
+    }
+
+    /// Adds the CPU used during the measured window, by group (percent of
+    /// one core; the machine has `cores` of them).
+    pub fn cpu(&mut self, shares: &[(&str, f64)]) {
+        for (group, pct) in shares {
+            self.metrics.push(Metric::new(
+                format!("CPU during load: {group}"),
+                *pct,
+                Unit::CorePercent,
+            ));
+        }
     }
 }
 

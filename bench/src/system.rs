@@ -186,6 +186,21 @@ impl Env {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// The command name the kernel gives the `forum` processes (its file
+    /// name, at most 15 characters), to account their CPU time.
+    pub fn forum_comm(&self) -> String {
+        self.settings
+            .forum_bin
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().take(15).collect())
+            .unwrap_or_else(|| "forum".into())
+    }
+
+    /// A CPU sample (see [`Cpu::sample`]).
+    pub fn cpu(&self) -> Cpu {
+        Cpu::sample(&self.forum_comm())
+    }
+
     /// The WebSocket base URL (`ws://…`).
     pub fn ws_base(&self) -> String {
         ws_base(&self.base)
@@ -287,8 +302,9 @@ pub fn raise_nofile() -> Result<(u64, u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
         return Err(std::io::Error::last_os_error().into());
     }
-    let before = r.rlim_cur as u64;
-    let hard = r.rlim_max as u64;
+    // `rlim_t` is not `u64` on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    let (before, hard) = (r.rlim_cur as u64, r.rlim_max as u64);
     let want = hard.min(1 << 20);
     if before < want {
         let new = libc::rlimit {
@@ -387,5 +403,179 @@ mod tests {
     fn websocket_base_follows_the_http_scheme() {
         assert_eq!(ws_base("http://127.0.0.1:9"), "ws://127.0.0.1:9");
         assert_eq!(ws_base("https://localhost"), "wss://localhost");
+    }
+}
+
+/// CPU time consumed so far, in clock ticks: by the system's processes,
+/// this process, Postgres, NATS, and the whole machine.
+#[derive(Debug, Clone)]
+pub struct Cpu {
+    at: Instant,
+    forum: u64,
+    bench: u64,
+    postgres: u64,
+    nats: u64,
+    machine_busy: u64,
+}
+
+impl Cpu {
+    /// Reads `/proc`: processes named `forum_comm` (the `forum` binary's
+    /// file name, as the kernel shortens it), this process, `postgres` and
+    /// `nats-server` processes, and the machine's busy time. Unreadable
+    /// entries count as zero.
+    pub fn sample(forum_comm: &str) -> Cpu {
+        let me = std::process::id();
+        let mut cpu = Cpu {
+            at: Instant::now(),
+            forum: 0,
+            bench: 0,
+            postgres: 0,
+            nats: 0,
+            machine_busy: std::fs::read_to_string("/proc/stat")
+                .ok()
+                .and_then(|s| parse_machine_busy(&s))
+                .unwrap_or(0),
+        };
+        let comm: String = forum_comm.chars().take(15).collect();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return cpu;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((name, ticks)) = parse_proc_stat(&stat) else {
+                continue;
+            };
+            if pid == me {
+                cpu.bench += ticks;
+            } else if name == comm {
+                cpu.forum += ticks;
+            } else if name == "postgres" {
+                cpu.postgres += ticks;
+            } else if name == "nats-server" {
+                cpu.nats += ticks;
+            }
+        }
+        cpu
+    }
+
+    /// CPU used since `earlier`, in percent of one core, by group: `forum`,
+    /// `bench`, `postgres`, `nats`, `other` (the rest of the machine: other
+    /// processes, interrupts).
+    pub fn since(&self, earlier: &Cpu) -> Vec<(&'static str, f64)> {
+        // SAFETY: a plain sysconf query.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let secs = self.at.duration_since(earlier.at).as_secs_f64().max(1e-3);
+        let pct = |a: u64, b: u64| a.saturating_sub(b) as f64 / hz / secs * 100.0;
+        let groups = [
+            ("forum", pct(self.forum, earlier.forum)),
+            ("bench", pct(self.bench, earlier.bench)),
+            ("postgres", pct(self.postgres, earlier.postgres)),
+            ("nats", pct(self.nats, earlier.nats)),
+        ];
+        let known: f64 = groups.iter().map(|(_, p)| p).sum();
+        let machine = pct(self.machine_busy, earlier.machine_busy);
+        let mut out = groups.to_vec();
+        out.push(("other", (machine - known).max(0.0)));
+        out
+    }
+}
+
+/// (command name, user + system ticks) of a `/proc/<pid>/stat` line.
+pub fn parse_proc_stat(stat: &str) -> Option<(&str, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = &stat[open + 1..close];
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // Fields after the name start at field 3 (state); utime is 14, stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+/// Busy ticks of the machine from `/proc/stat` (user, nice, system, irq,
+/// softirq, steal).
+pub fn parse_machine_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    Some(get(0) + get(1) + get(2) + get(5) + get(6) + get(7))
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_lines_give_name_and_ticks() {
+        let line = "4242 (forum main) S 1 4242 4242 0 -1 4194560 2000 0 0 0 150 37 0 0 20 0 9 0 100 1000 200";
+        assert_eq!(parse_proc_stat(line), Some(("forum main", 187)));
+        assert_eq!(parse_proc_stat("garbage"), None);
+    }
+
+    #[test]
+    fn machine_busy_time_leaves_idle_and_iowait_out() {
+        let stat = "cpu  100 5 50 9000 40 3 2 1 0 0\ncpu0 1 1 1 1\n";
+        assert_eq!(parse_machine_busy(stat), Some(161));
+    }
+}
+
+/// Counters of one database from `pg_stat_database`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PgStats {
+    /// Committed transactions.
+    pub commits: i64,
+    /// Rows inserted.
+    pub inserted: i64,
+    /// Rows updated.
+    pub updated: i64,
+    /// Rows fetched by index scans.
+    pub fetched: i64,
+}
+
+impl PgStats {
+    /// Samples the counters of the environment's database. Postgres
+    /// publishes a backend's counters up to a second late: sample a second
+    /// after the load.
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn sample(env: &Env) -> Result<PgStats> {
+        let (commits, inserted, updated, fetched): (i64, i64, i64, i64) = sqlx::query_as(
+            "select xact_commit, tup_inserted, tup_updated, tup_fetched
+             from pg_stat_database where datname = $1",
+        )
+        .bind(&env.db_name)
+        .fetch_one(&env.pool)
+        .await?;
+        Ok(PgStats {
+            commits,
+            inserted,
+            updated,
+            fetched,
+        })
+    }
+
+    /// The counters of `self` minus `earlier`, each divided by `n`.
+    pub fn per(&self, earlier: &PgStats, n: u64) -> [(&'static str, f64); 4] {
+        let d = |a: i64, b: i64| (a - b) as f64 / n.max(1) as f64;
+        [
+            ("transactions", d(self.commits, earlier.commits)),
+            ("rows inserted", d(self.inserted, earlier.inserted)),
+            ("rows updated", d(self.updated, earlier.updated)),
+            ("rows fetched", d(self.fetched, earlier.fetched)),
+        ]
     }
 }

@@ -199,6 +199,8 @@ pub struct Listen {
     pub max_marks: usize,
     /// The socket stops reading at this instant whatever happens.
     pub deadline: tokio::time::Instant,
+    /// Whether to parse every frame for its cursor (only resumes need it).
+    pub track_cursor: bool,
 }
 
 /// What one socket saw.
@@ -226,6 +228,7 @@ pub async fn listen(mut ws: Ws, l: Listen, mut stop: watch::Receiver<bool>) -> S
     let mut seen = vec![false; (hi.saturating_sub(lo)) as usize];
     let mut have = 0usize;
     let waiting = !seen.is_empty();
+    let kind = format!("\"type\":\"{}\"", l.kind);
     if *stop.borrow() {
         return log;
     }
@@ -239,16 +242,23 @@ pub async fn listen(mut ws: Ws, l: Listen, mut stop: watch::Receiver<bool>) -> S
             Some(Ok(Message::Text(t))) => {
                 log.frames += 1;
                 let text = t.as_str();
-                let Ok(head) = serde_json::from_str::<Head>(text) else {
-                    continue;
-                };
-                if let Some(c) = &head.cursor {
-                    log.last_cursor = Some(cursor_text(c));
-                }
-                if head.kind != l.kind {
-                    continue;
+                // Cheap on purpose: this process reads up to ~100,000 frames
+                // a second on the cores the server uses too.
+                if l.track_cursor {
+                    if let Ok(Head {
+                        cursor: Some(c), ..
+                    }) = serde_json::from_str::<Head>(text)
+                    {
+                        log.last_cursor = Some(cursor_text(&c));
+                    }
                 }
                 let Some(seq) = marker(text) else { continue };
+                // The server writes compact JSON; anything else is parsed.
+                if !text.contains(&kind)
+                    && !serde_json::from_str::<Head>(text).is_ok_and(|h| h.kind == l.kind)
+                {
+                    continue;
+                }
                 if log.marks.len() < l.max_marks {
                     log.marks.push((seq, Instant::now()));
                 }

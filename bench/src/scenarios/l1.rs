@@ -14,7 +14,9 @@ use crate::api;
 use crate::floors::{self, Shape};
 use crate::gen::Rng;
 use crate::report::{Cmp, Metric, ScenarioReport, Unit};
-use crate::scenarios::{after, connect_many, failures_note, probe_live_feed, Ctx, Listeners};
+use crate::scenarios::{
+    after, connect_many, failures_note, on_own_thread, probe_live_feed, Ctx, Listeners,
+};
 use crate::stats::Samples;
 use crate::system::Env;
 use crate::ws::{self, check_sequence, Listen, Progress, SeqCheck};
@@ -67,6 +69,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         expect: None,
         progress: Progress::new(),
         max_marks: 100_000,
+        track_cursor: false,
         deadline: after(plan.l1_duration + Duration::from_secs(120)),
     };
     let listeners = Listeners::spawn(sockets, &listen);
@@ -82,48 +85,55 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         })
         .collect();
     let users = Arc::new(users);
-    let gate = Arc::new(Semaphore::new(64));
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.l1_rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(total);
-    for (seq, (from, to)) in pairs.into_iter().enumerate() {
-        tick.tick().await;
-        let permit = gate
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| Error::Protocol(e.to_string()))?;
-        let (http, users, base) = (http.clone(), users.clone(), env.base.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = permit;
-            let url = format!("{base}/api/conversations/{}/messages", users[to].id);
-            let body = api::content_body(&format!("l1 {}", ws::mark(seq as u32)));
-            let at = Instant::now();
-            let r = api::send(
-                &http,
-                reqwest::Method::POST,
-                &url,
-                Some(&users[from].token),
-                Some(body),
-            )
-            .await;
-            let rtt = at.elapsed();
-            let ok = matches!(&r, Ok(a) if a.status == 201);
-            (Sent { from, to, at, ok }, rtt)
-        }));
-    }
-    let mut sent = Vec::with_capacity(total);
-    let mut rtts = Samples::default();
-    for t in tasks {
-        let (s, rtt) = t.await.map_err(|e| Error::Protocol(e.to_string()))?;
-        if s.ok {
-            rtts.record(rtt);
+    let (senders, base, rate) = (users.clone(), env.base.clone(), plan.l1_rate);
+    let cpu0 = env.cpu();
+    let (sent, mut rtts, send_secs) = on_own_thread(move || async move {
+        let http = api::client(64)?;
+        let gate = Arc::new(Semaphore::new(64));
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let started = Instant::now();
+        let mut tasks = Vec::with_capacity(total);
+        for (seq, (from, to)) in pairs.into_iter().enumerate() {
+            tick.tick().await;
+            let permit = gate
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+            let (http, users, base) = (http.clone(), senders.clone(), base.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                let url = format!("{base}/api/conversations/{}/messages", users[to].id);
+                let body = api::content_body(&format!("l1 {}", ws::mark(seq as u32)));
+                let at = Instant::now();
+                let r = api::send(
+                    &http,
+                    reqwest::Method::POST,
+                    &url,
+                    Some(&users[from].token),
+                    Some(body),
+                )
+                .await;
+                let rtt = at.elapsed();
+                let ok = matches!(&r, Ok(a) if a.status == 201);
+                (Sent { from, to, at, ok }, rtt)
+            }));
         }
-        sent.push(s);
-    }
-    let send_secs = started.elapsed().as_secs_f64();
+        let mut sent = Vec::with_capacity(total);
+        let mut rtts = Samples::default();
+        for t in tasks {
+            let (s, rtt) = t.await.map_err(|e| Error::Protocol(e.to_string()))?;
+            if s.ok {
+                rtts.record(rtt);
+            }
+            sent.push(s);
+        }
+        Ok((sent, rtts, started.elapsed().as_secs_f64()))
+    })
+    .await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu = env.cpu().since(&cpu0);
     let logs = listeners.stop().await;
 
     let mut recipient = Samples::default();
@@ -189,6 +199,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         Metric::new("sockets closed by the server", closed as f64, Unit::Count)
             .target(Cmp::AtMost, 0.0),
     );
+    r.cpu(&cpu);
     r.metrics.extend(floors.metrics());
     r.note(format!(
         "{} users × {} sockets; {total} messages at {}/s between random pairs; {} not 201",

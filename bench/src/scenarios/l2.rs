@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use crate::api;
 use crate::floors::{self, Shape};
 use crate::report::{Cmp, Metric, ScenarioReport, Unit};
-use crate::scenarios::{after, connect_many, failures_note, probe_live_feed, Ctx, Listeners};
+use crate::scenarios::{
+    after, connect_many, failures_note, on_own_thread, probe_live_feed, Ctx, Listeners,
+};
 use crate::stats::Samples;
 use crate::system::Env;
 use crate::ws::{self, check_sequence, Listen, Progress, SeqCheck};
@@ -41,6 +43,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         expect: Some((0, posts as u32)),
         progress: progress.clone(),
         max_marks: posts * 2 + 10,
+        track_cursor: false,
         deadline: after(
             Duration::from_secs_f64(posts as f64 / plan.l2_rate) + Duration::from_secs(120),
         ),
@@ -49,32 +52,35 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
     // Let the presence frames of the connections drain.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let http = api::client(2)?;
-    let url = format!("{}/api/posts", env.base);
-    let mut sent_at = Vec::with_capacity(posts);
-    let mut rtts = Samples::default();
-    let mut refused = 0;
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.l2_rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for seq in 0..posts {
-        tick.tick().await;
-        let body = api::post_body(&format!("l2 {}", ws::mark(seq as u32)), "broadcast");
-        let at = Instant::now();
-        let a = api::send(
-            &http,
-            reqwest::Method::POST,
-            &url,
-            Some(&users[0].token),
-            Some(body),
-        )
-        .await?;
-        rtts.record(at.elapsed());
-        if a.status != 201 {
-            refused += 1;
+    let cpu0 = env.cpu();
+    let (url, token, rate) = (
+        format!("{}/api/posts", env.base),
+        users[0].token.clone(),
+        plan.l2_rate,
+    );
+    let (sent_at, mut rtts, refused) = on_own_thread(move || async move {
+        let http = api::client(2)?;
+        let mut sent_at = Vec::with_capacity(posts);
+        let mut rtts = Samples::default();
+        let mut refused = 0;
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for seq in 0..posts {
+            tick.tick().await;
+            let body = api::post_body(&format!("l2 {}", ws::mark(seq as u32)), "broadcast");
+            let at = Instant::now();
+            let a = api::send(&http, reqwest::Method::POST, &url, Some(&token), Some(body)).await?;
+            rtts.record(at.elapsed());
+            if a.status != 201 {
+                refused += 1;
+            }
+            sent_at.push(at);
         }
-        sent_at.push(at);
-    }
+        Ok((sent_at, rtts, refused))
+    })
+    .await?;
     let complete = progress.wait_for(n, after(Duration::from_secs(20))).await;
+    let cpu = env.cpu().since(&cpu0);
     let logs = listeners.stop().await;
 
     let mut first: Vec<Option<Instant>> = vec![None; posts];
@@ -192,6 +198,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         closed as f64,
         Unit::Count,
     ));
+    r.cpu(&cpu);
     r.metrics.extend(floors.metrics());
     r.note(format!(
         "{} users × {} sockets; {posts} posts at {}/s (offered {:.0} deliveries/s); {refused} posts not 201; all complete: {complete}",

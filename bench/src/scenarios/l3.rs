@@ -38,6 +38,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         expect: None,
         progress: Progress::new(),
         max_marks: 0,
+        track_cursor: false,
         deadline: after(plan.l3_hold + Duration::from_secs(60)),
     };
     let listeners = Listeners::spawn(sockets, &listen);

@@ -56,6 +56,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         expect: Some((0, 1)),
         progress: seen.clone(),
         max_marks: 10,
+        track_cursor: true,
         deadline: after(Duration::from_secs(120)),
     };
     let listeners = Listeners::spawn(sockets, &listen);
@@ -81,10 +82,12 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         expect: Some((1, events + 1)),
         progress: done.clone(),
         max_marks: events as usize * 2 + 10,
+        track_cursor: false,
         deadline: after(Duration::from_secs(120)),
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let base = env.ws_base();
+    let cpu0 = env.cpu();
     let storm = Instant::now();
     let mut tasks = Vec::with_capacity(resumable.len());
     for (u, cursor) in &resumable {
@@ -99,6 +102,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         .wait_for(resumable.len(), after(Duration::from_secs(60)))
         .await;
     let storm_secs = storm.elapsed();
+    let cpu = env.cpu().since(&cpu0);
     let _ = stop.send(true);
     let expected: Vec<u32> = (1..=events).collect();
     let mut check = SeqCheck::default();
@@ -177,6 +181,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         without_cursor as f64,
         Unit::Count,
     ));
+    r.cpu(&cpu);
     r.metrics.extend(floors.metrics());
     r.note(format!(
         "{} users × {} sockets; {events} posts while away; storm complete: {all}",

@@ -203,6 +203,27 @@ impl Listeners {
     }
 }
 
+/// Runs `f` on a runtime of its own thread, so that what it times does not
+/// wait behind the thousands of socket tasks of the main runtime.
+///
+/// # Errors
+/// What `f` returns, or a runtime that cannot be built.
+pub async fn on_own_thread<F, Fut, T>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>>,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(f())
+    })
+    .await
+    .map_err(|e| Error::Protocol(e.to_string()))?
+}
+
 /// A deadline `d` from now, for `tokio::time` waits.
 pub fn after(d: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + d

@@ -44,7 +44,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         gen::auth_log(&people, start_us, &mut rng),
     )
     .await?;
-    let mut posts_log = PostsLog::new(&people, mix, start_us + 200_000_000, 2);
+    let mut posts_log = PostsLog::new(&people, mix, start_us + 200_000_000, 2, plan.r1_run_length);
     let posts_rows = fill(&mut conn, "posts", posts_log.by_ref()).await?;
     let fill_secs = t.elapsed().as_secs_f64();
     sqlx::query("analyze auth.events")
@@ -65,11 +65,13 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let cpu0 = env.cpu();
     let t = Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(3600), cmd.output())
         .await
         .map_err(|_| Error::Timeout("forum replay rebuild --all".into()))??;
     let rebuild_secs = t.elapsed().as_secs_f64();
+    let cpu = env.cpu().since(&cpu0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -137,10 +139,19 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         Metric::new("rebuilt figures not as expected", wrong as f64, Unit::Count)
             .target(Cmp::AtMost, 0.0),
     );
+    r.cpu(&cpu);
     r.metrics.extend(floors.metrics());
     r.note(format!(
-        "{} users (+ sessions), {} posts, {} comments, {} reactions; logs analyzed before the rebuild",
-        mix.users, mix.posts, mix.comments, mix.reactions
+        "{} users (+ sessions), {} posts, {} comments, {} reactions, {}; logs analyzed before the rebuild",
+        mix.users,
+        mix.posts,
+        mix.comments,
+        mix.reactions,
+        if plan.r1_run_length > 1 {
+            format!("kinds in runs of mean length {} (diagnostic)", plan.r1_run_length)
+        } else {
+            "kinds interleaved at random as in a live forum".to_string()
+        }
     ));
     for d in details {
         r.note(d);

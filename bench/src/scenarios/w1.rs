@@ -18,7 +18,7 @@ use crate::gen::{filler, Rng};
 use crate::report::{Cmp, Metric, ScenarioReport, Unit};
 use crate::scenarios::Ctx;
 use crate::stats::Samples;
-use crate::system::Env;
+use crate::system::{Env, PgStats};
 use crate::{Error, Result};
 
 /// The straightforward axum + sqlx baseline on this machine (one INSERT per
@@ -37,6 +37,8 @@ enum Write {
 
 /// The outcome of one part's load.
 struct Load {
+    cpu: Vec<(&'static str, f64)>,
+    pg: Option<[(&'static str, f64); 4]>,
     ok: u64,
     errors: BTreeMap<String, u64>,
     latencies: Samples,
@@ -116,6 +118,8 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<Vec<ScenarioReport>> {
 async fn drive(env: &Env, users: &[User], write: Write, duration: Duration) -> Result<Load> {
     let write = Arc::new(write);
     let users = Arc::new(users.to_vec());
+    let pg0 = PgStats::sample(env).await?;
+    let cpu0 = env.cpu();
     let started = Instant::now();
     let end = started + duration;
     let mut tasks = Vec::new();
@@ -175,6 +179,8 @@ async fn drive(env: &Env, users: &[User], write: Write, duration: Duration) -> R
         }));
     }
     let mut out = Load {
+        cpu: Vec::new(),
+        pg: None,
         ok: 0,
         errors: BTreeMap::new(),
         latencies: Samples::with_cap(5_000_000),
@@ -191,6 +197,11 @@ async fn drive(env: &Env, users: &[User], write: Write, duration: Duration) -> R
         out.acked.push(acked);
     }
     out.elapsed = started.elapsed();
+    out.cpu = env.cpu().since(&cpu0);
+    if env.spawned {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        out.pg = Some(PgStats::sample(env).await?.per(&pg0, out.ok));
+    }
     Ok(out)
 }
 
@@ -294,6 +305,10 @@ fn report(
         Metric::new("acknowledged, not listed", missing as f64, Unit::Count)
             .target(Cmp::AtMost, 0.0),
     );
+    r.cpu(&load.cpu);
+    if let Some(pg) = &load.pg {
+        r.pg_per_write(pg);
+    }
     r.metrics.extend(floors.metrics());
     r.note(format!(
         "{} connections × {:.0} s, closed loop, one keep-alive HTTP/1.1 connection each",

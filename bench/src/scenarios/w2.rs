@@ -12,7 +12,7 @@ use crate::gen::{filler, Rng};
 use crate::report::{Cmp, Metric, ScenarioReport, Unit};
 use crate::scenarios::Ctx;
 use crate::stats::Samples;
-use crate::system::Env;
+use crate::system::{Env, PgStats};
 use crate::Result;
 
 /// The target: create-post within this many times (NATS rtt + PG commit).
@@ -43,6 +43,8 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         )
         .await?;
     }
+    let pg0 = PgStats::sample(env).await?;
+    let cpu0 = env.cpu();
     let started = Instant::now();
     let end = started + ctx.plan.w2_duration;
     let mut n = 0usize;
@@ -65,7 +67,14 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         }
     }
     let elapsed = started.elapsed();
+    let cpu = env.cpu().since(&cpu0);
     let s = latencies.summary();
+    let pg = if env.spawned {
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        Some(PgStats::sample(env).await?.per(&pg0, s.n as u64))
+    } else {
+        None
+    };
     let mut r = ScenarioReport::new("W2");
     r.push(
         Metric::new("create-post p50", s.p50 as f64, Unit::Micros)
@@ -90,6 +99,10 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         )
         .target(Cmp::AtMost, 0.0),
     );
+    r.cpu(&cpu);
+    if let Some(pg) = &pg {
+        r.pg_per_write(pg);
+    }
     r.metrics.extend(floors.metrics());
     r.note(format!(
         "{} sequential create-post on one connection in {:.1} s",
