@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgPool};
 
 use crate::gen::{filler, Rng};
 use crate::report::{Metric, Unit};
@@ -345,21 +345,24 @@ async fn pg_commits(pool: &PgPool, each: Duration) -> Result<(Summary, f64)> {
     let started = Instant::now();
     let end = started + each;
     let mut tasks = Vec::new();
+    // Dedicated connections, closed afterwards (the pool stays small).
+    let options = pool.connect_options();
     for k in 0..16u64 {
-        let pool = pool.clone();
+        let options = (*options).clone();
         let commits = commits.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::new(100 + k);
-            let mut conn = pool.acquire().await?;
+            let mut conn = sqlx::PgConnection::connect_with(&options).await?;
             while Instant::now() < end {
                 sqlx::query(insert)
                     .bind(rng.uuid())
                     .bind(filler(&mut rng, 20, 80))
                     .bind(filler(&mut rng, 100, 600))
-                    .execute(&mut *conn)
+                    .execute(&mut conn)
                     .await?;
                 commits.fetch_add(1, Ordering::Relaxed);
             }
+            let _ = conn.close().await;
             Ok::<_, Error>(())
         }));
     }

@@ -102,7 +102,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             forum_bin,
             target: cli.target.clone(),
             forum_log: cli.forum_log.clone(),
-            db_max_connections: cli.db_max_connections,
+            db_max_connections: (cli.db_max_connections > 0).then_some(cli.db_max_connections),
         },
         plan: Plan::of(&cli),
     };

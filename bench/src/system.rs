@@ -27,7 +27,7 @@ pub struct Settings {
     pub target: Option<String>,
     /// `RUST_LOG` of the child.
     pub forum_log: String,
-    /// `FORUM_DB_MAX_CONNECTIONS` of the child, when set.
+    /// `FORUM_DB_MAX_CONNECTIONS` of the child (per role), when set.
     pub db_max_connections: Option<u32>,
 }
 
@@ -56,7 +56,7 @@ pub struct Env {
     pub prefix: String,
     /// The HTTP base URL (`http://127.0.0.1:PORT`); empty after `Migrate`.
     pub base: String,
-    /// A pool on the database (up to 20 connections).
+    /// A pool on the database (up to 4 connections, closed when idle).
     pub pool: PgPool,
     /// Whether the loaded system was started here (its database is then
     /// this one).
@@ -81,8 +81,12 @@ impl Env {
             .execute(&mut admin)
             .await?;
         let _ = admin.close().await;
+        // Few and short-lived: the machine's Postgres has 100 connections
+        // for every user of it.
         let pool = PgPoolOptions::new()
-            .max_connections(20)
+            .max_connections(4)
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(30))
             .connect(&db_url)
             .await?;
