@@ -61,6 +61,10 @@ pub struct Cli {
     /// much the projections gain from runs).
     #[arg(long, default_value_t = 1)]
     pub r1_run_length: u64,
+    /// R1: the rebuild is stopped after this many seconds (its progress
+    /// until then is reported).
+    #[arg(long, default_value_t = 1800)]
+    pub r1_timeout: u64,
     /// Seconds spent on each floor measurement.
     #[arg(long, default_value_t = 2.0)]
     pub floor_secs: f64,
@@ -183,6 +187,8 @@ pub struct Plan {
     pub r1_events: usize,
     /// R1: mean run length of one event kind.
     pub r1_run_length: u64,
+    /// R1: the longest the rebuild may take.
+    pub r1_timeout: Duration,
     /// Each floor measurement.
     pub floor: Duration,
 }
@@ -212,6 +218,7 @@ impl Plan {
             l4_events: 50,
             r1_events: (cli.r1_events / q).max(1_000),
             r1_run_length: cli.r1_run_length.max(1),
+            r1_timeout: Duration::from_secs(cli.r1_timeout.max(15)),
             floor: Duration::from_secs_f64((cli.floor_secs / q as f64).clamp(0.2, 60.0)),
         }
     }

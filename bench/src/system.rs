@@ -547,6 +547,8 @@ pub struct PgStats {
     pub updated: i64,
     /// Rows fetched by index scans.
     pub fetched: i64,
+    /// Rows read by sequential scans of read-model tables (`proj_*`).
+    pub seq_read: i64,
 }
 
 impl PgStats {
@@ -564,22 +566,33 @@ impl PgStats {
         .bind(&env.db_name)
         .fetch_one(&env.pool)
         .await?;
+        let seq_read: i64 = sqlx::query_scalar(
+            "select coalesce(sum(seq_tup_read), 0)::bigint
+             from pg_stat_user_tables where schemaname like 'proj\\_%'",
+        )
+        .fetch_one(&env.pool)
+        .await?;
         Ok(PgStats {
             commits,
             inserted,
             updated,
             fetched,
+            seq_read,
         })
     }
 
     /// The counters of `self` minus `earlier`, each divided by `n`.
-    pub fn per(&self, earlier: &PgStats, n: u64) -> [(&'static str, f64); 4] {
+    pub fn per(&self, earlier: &PgStats, n: u64) -> [(&'static str, f64); 5] {
         let d = |a: i64, b: i64| (a - b) as f64 / n.max(1) as f64;
         [
             ("transactions", d(self.commits, earlier.commits)),
             ("rows inserted", d(self.inserted, earlier.inserted)),
             ("rows updated", d(self.updated, earlier.updated)),
             ("rows fetched", d(self.fetched, earlier.fetched)),
+            (
+                "read-model rows seq-scanned",
+                d(self.seq_read, earlier.seq_read),
+            ),
         ]
     }
 }

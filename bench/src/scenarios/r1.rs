@@ -65,28 +65,31 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let scans0 = seq_scans(&mut conn).await?;
     let cpu0 = env.cpu();
     let t = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(3600), cmd.output())
-        .await
-        .map_err(|_| Error::Timeout("forum replay rebuild --all".into()))??;
+    let mut child = cmd.spawn()?;
+    let stdout = tokio::spawn(read_all(child.stdout.take()));
+    let stderr = tokio::spawn(read_all(child.stderr.take()));
+    // (seconds, events applied by the new versions) every 15 s.
+    let mut progress: Vec<(f64, u64)> = Vec::new();
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break Some(s?),
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {
+                progress.push((t.elapsed().as_secs_f64(), applied(&mut conn).await?));
+                if t.elapsed() >= plan.r1_timeout {
+                    child.kill().await?;
+                    break None;
+                }
+            }
+        }
+    };
     let rebuild_secs = t.elapsed().as_secs_f64();
     let cpu = env.cpu().since(&cpu0);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        return Err(Error::Protocol(format!(
-            "forum replay rebuild --all exited with {}: {}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-        )));
-    }
-    let switched: Vec<(String, u64, f64)> = stdout.lines().filter_map(parse_switched).collect();
-
-    let (wrong, details) = check(&mut conn, &expected).await?;
-    let (rows, copy_secs) = copy_finished(&mut conn).await?;
-
+    let scans = seq_scans(&mut conn).await?;
+    let stdout = stdout.await.unwrap_or_default();
+    let stderr = stderr.await.unwrap_or_default();
     let mut r = ScenarioReport::new("R1");
     r.push(Metric::new(
         "events in the logs",
@@ -101,6 +104,82 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         )
         .floor("COPY event rows", floors.copy_rows_per_s, Unit::PerSec),
     );
+    r.note(format!(
+        "{} users (+ sessions), {} posts, {} comments, {} reactions, {}; logs analyzed before the rebuild",
+        mix.users,
+        mix.posts,
+        mix.comments,
+        mix.reactions,
+        if plan.r1_run_length > 1 {
+            format!("kinds in runs of mean length {} (diagnostic)", plan.r1_run_length)
+        } else {
+            "kinds interleaved at random as in a live forum".to_string()
+        }
+    ));
+    r.note(format!(
+        "rebuild progress (s, events applied): {}",
+        series(&progress)
+    ));
+    if let Some(rate) = window_rate(&progress, 0) {
+        r.push(Metric::new(
+            "rebuild: events/s, first 15 s",
+            rate,
+            Unit::PerSec,
+        ));
+    }
+    if let Some(rate) = window_rate(&progress, progress.len().saturating_sub(1)) {
+        r.push(Metric::new(
+            "rebuild: events/s, last 15 s",
+            rate,
+            Unit::PerSec,
+        ));
+    }
+    r.push(Metric::new(
+        "read-model seq scans during the rebuild",
+        (scans.0 - scans0.0) as f64,
+        Unit::Count,
+    ));
+    r.push(Metric::new(
+        "rows read by those seq scans",
+        (scans.1 - scans0.1) as f64,
+        Unit::Count,
+    ));
+    r.cpu(&cpu);
+    let Some(status) = status else {
+        let done = progress.last().map_or(0, |p| p.1);
+        r.push(
+            Metric::new(
+                "rebuild: events applied/s (stopped at the limit)",
+                done as f64 / rebuild_secs.max(1e-9),
+                Unit::PerSec,
+            )
+            .target(Cmp::AtLeast, TARGET_EVENTS_PER_S),
+        );
+        r.push(Metric::new(
+            "rebuild: events applied before the limit",
+            done as f64,
+            Unit::Count,
+        ));
+        r.note(format!(
+            "the rebuild did not finish within {:.0} s and was stopped",
+            plan.r1_timeout.as_secs_f64()
+        ));
+        r.metrics.extend(floors.metrics());
+        r.elapsed = Duration::from_secs_f64(fill_secs + rebuild_secs);
+        return Ok(r);
+    };
+    if !status.success() {
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(Error::Protocol(format!(
+            "forum replay rebuild --all exited with {status}: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        )));
+    }
+    let switched: Vec<(String, u64, f64)> = stdout.lines().filter_map(parse_switched).collect();
+
+    let (wrong, details) = check(&mut conn, &expected).await?;
+    let (rows, copy_secs) = copy_finished(&mut conn).await?;
+
     r.push(
         Metric::new(
             "rebuild --all: events/s",
@@ -139,25 +218,59 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         Metric::new("rebuilt figures not as expected", wrong as f64, Unit::Count)
             .target(Cmp::AtMost, 0.0),
     );
-    r.cpu(&cpu);
     r.metrics.extend(floors.metrics());
-    r.note(format!(
-        "{} users (+ sessions), {} posts, {} comments, {} reactions, {}; logs analyzed before the rebuild",
-        mix.users,
-        mix.posts,
-        mix.comments,
-        mix.reactions,
-        if plan.r1_run_length > 1 {
-            format!("kinds in runs of mean length {} (diagnostic)", plan.r1_run_length)
-        } else {
-            "kinds interleaved at random as in a live forum".to_string()
-        }
-    ));
     for d in details {
         r.note(d);
     }
     r.elapsed = Duration::from_secs_f64(fill_secs + rebuild_secs + copy_secs);
     Ok(r)
+}
+
+async fn read_all<R: tokio::io::AsyncRead + Unpin>(from: Option<R>) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut text = String::new();
+    if let Some(mut r) = from {
+        let _ = r.read_to_string(&mut text).await;
+    }
+    text
+}
+
+/// Events applied so far by the newest version of every projection.
+async fn applied(conn: &mut PgConnection) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "select coalesce(sum(c.position), 0)::bigint from proj.checkpoints c
+         where (c.projection, c.version) in
+               (select projection, max(version) from proj.registry group by projection)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(n as u64)
+}
+
+/// (sequential scans, rows they read) of every read-model table so far.
+async fn seq_scans(conn: &mut PgConnection) -> Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "select coalesce(sum(seq_scan), 0)::bigint, coalesce(sum(seq_tup_read), 0)::bigint
+         from pg_stat_user_tables where schemaname like 'proj\\_%'",
+    )
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Events per second in the window ending at progress sample `i`.
+fn window_rate(progress: &[(f64, u64)], i: usize) -> Option<f64> {
+    let (t1, n1) = *progress.get(i)?;
+    let (t0, n0) = if i == 0 { (0.0, 0) } else { progress[i - 1] };
+    (t1 > t0).then(|| n1.saturating_sub(n0) as f64 / (t1 - t0))
+}
+
+/// `15 s: 30000, 30 s: 52000, …`
+fn series(progress: &[(f64, u64)]) -> String {
+    progress
+        .iter()
+        .map(|(t, n)| format!("{t:.0} s: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Writes rows into `<service>.events` with one `COPY`, 4 MB at a time.
@@ -280,6 +393,15 @@ pub fn parse_switched(line: &str) -> Option<(String, u64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_rates_come_from_consecutive_samples() {
+        let p = [(15.0, 30_000), (30.0, 45_000)];
+        assert_eq!(window_rate(&p, 0), Some(2_000.0));
+        assert_eq!(window_rate(&p, 1), Some(1_000.0));
+        assert_eq!(window_rate(&p, 2), None);
+        assert_eq!(series(&p), "15 s: 30000, 30 s: 45000");
+    }
 
     #[test]
     fn the_rebuild_summary_line_is_parsed() {

@@ -38,7 +38,7 @@ enum Write {
 /// The outcome of one part's load.
 struct Load {
     cpu: Vec<(&'static str, f64)>,
-    pg: Option<[(&'static str, f64); 4]>,
+    pg: Option<[(&'static str, f64); 5]>,
     ok: u64,
     errors: BTreeMap<String, u64>,
     latencies: Samples,
