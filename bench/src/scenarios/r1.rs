@@ -73,11 +73,15 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
     let stderr = tokio::spawn(read_all(child.stderr.take()));
     // (seconds, events applied by the new versions) every 15 s.
     let mut progress: Vec<(f64, u64)> = Vec::new();
+    let mut cpu1 = None;
     let status = loop {
         tokio::select! {
             s = child.wait() => break Some(s?),
             _ = tokio::time::sleep(Duration::from_secs(15)) => {
                 progress.push((t.elapsed().as_secs_f64(), applied(&mut conn).await?));
+                // Sampled while the rebuild's processes live: an exited
+                // process's time is no longer in /proc.
+                cpu1 = Some(env.cpu());
                 if t.elapsed() >= plan.r1_timeout {
                     child.kill().await?;
                     break None;
@@ -86,7 +90,7 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         }
     };
     let rebuild_secs = t.elapsed().as_secs_f64();
-    let cpu = env.cpu().since(&cpu0);
+    let cpu = cpu1.map(|c| c.since(&cpu0)).unwrap_or_default();
     let scans = seq_scans(&mut conn).await?;
     let stdout = stdout.await.unwrap_or_default();
     let stderr = stderr.await.unwrap_or_default();
