@@ -74,10 +74,11 @@ pub struct Cli {
     /// `RUST_LOG` of the started `forum` (its logs go to stderr).
     #[arg(long, env = "FORUM_BENCH_FORUM_LOG", default_value = "warn")]
     pub forum_log: String,
-    /// `FORUM_DB_MAX_CONNECTIONS` (per role) of the started `forum`; 0
-    /// keeps the binary's own default (32 per role, 4 roles in `up`, which
-    /// can exceed a Postgres that allows 100 connections to everyone).
-    #[arg(long, default_value_t = 12)]
+    /// `FORUM_DB_MAX_CONNECTIONS` (per role, as the tests run it) of the
+    /// started `forum`; 0 keeps the binary's own default (32 per role, and
+    /// `up` runs several roles: more than a Postgres allowing 100
+    /// connections to everyone can give).
+    #[arg(long, default_value_t = 8)]
     pub db_max_connections: u32,
 }
 

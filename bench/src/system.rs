@@ -56,7 +56,7 @@ pub struct Env {
     pub prefix: String,
     /// The HTTP base URL (`http://127.0.0.1:PORT`); empty after `Migrate`.
     pub base: String,
-    /// A pool on the database (up to 4 connections, closed when idle).
+    /// A pool on the database (one connection kept open, up to 4).
     pub pool: PgPool,
     /// Whether the loaded system was started here (its database is then
     /// this one).
@@ -85,7 +85,7 @@ impl Env {
         // for every user of it.
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .min_connections(0)
+            .min_connections(1)
             .idle_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(30))
             .connect(&db_url)
@@ -559,6 +559,19 @@ impl PgStats {
     /// # Errors
     /// Database failure.
     pub async fn sample(env: &Env) -> Result<PgStats> {
+        // The server is shared: a full connection table is worth a retry.
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::sample_once(env).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(last.unwrap_or_else(|| Error::Timeout("pg_stat_database".into())))
+    }
+
+    async fn sample_once(env: &Env) -> Result<PgStats> {
         let (commits, inserted, updated, fetched): (i64, i64, i64, i64) = sqlx::query_as(
             "select xact_commit, tup_inserted, tup_updated, tup_fetched
              from pg_stat_database where datname = $1",
