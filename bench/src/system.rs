@@ -537,7 +537,7 @@ mod cpu_tests {
 }
 
 /// Counters of one database from `pg_stat_database`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PgStats {
     /// Committed transactions.
     pub commits: i64,
@@ -549,6 +549,8 @@ pub struct PgStats {
     pub fetched: i64,
     /// Rows read by sequential scans of read-model tables (`proj_*`).
     pub seq_read: i64,
+    /// (table, sequential scans, rows they read) of every read-model table.
+    pub seq_tables: Vec<(String, i64, i64)>,
 }
 
 impl PgStats {
@@ -579,19 +581,39 @@ impl PgStats {
         .bind(&env.db_name)
         .fetch_one(&env.pool)
         .await?;
-        let seq_read: i64 = sqlx::query_scalar(
-            "select coalesce(sum(seq_tup_read), 0)::bigint
+        let seq_tables: Vec<(String, i64, i64)> = sqlx::query_as(
+            "select schemaname || '.' || relname, coalesce(seq_scan, 0), coalesce(seq_tup_read, 0)
              from pg_stat_user_tables where schemaname like 'proj\\_%'",
         )
-        .fetch_one(&env.pool)
+        .fetch_all(&env.pool)
         .await?;
         Ok(PgStats {
             commits,
             inserted,
             updated,
             fetched,
-            seq_read,
+            seq_read: seq_tables.iter().map(|t| t.2).sum(),
+            seq_tables,
         })
+    }
+
+    /// The read-model table whose sequential scans read the most rows since
+    /// `earlier`, as a note; `None` when none was scanned.
+    pub fn most_seq_scanned(&self, earlier: &PgStats) -> Option<String> {
+        self.seq_tables
+            .iter()
+            .map(|(t, scans, rows)| {
+                let before = earlier.seq_tables.iter().find(|e| &e.0 == t);
+                let (s0, r0) = before.map_or((0, 0), |e| (e.1, e.2));
+                (t, scans - s0, rows - r0)
+            })
+            .filter(|(_, _, rows)| *rows > 0)
+            .max_by_key(|(_, _, rows)| *rows)
+            .map(|(t, scans, rows)| {
+                format!(
+                    "most rows read by sequential scans: {t}, {scans} scans reading {rows} rows"
+                )
+            })
     }
 
     /// The counters of `self` minus `earlier`, each divided by `n`.

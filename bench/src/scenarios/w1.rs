@@ -39,6 +39,7 @@ enum Write {
 struct Load {
     cpu: Vec<(&'static str, f64)>,
     pg: Option<[(&'static str, f64); 5]>,
+    seq_note: Option<String>,
     ok: u64,
     errors: BTreeMap<String, u64>,
     latencies: Samples,
@@ -181,6 +182,7 @@ async fn drive(env: &Env, users: &[User], write: Write, duration: Duration) -> R
     let mut out = Load {
         cpu: Vec::new(),
         pg: None,
+        seq_note: None,
         ok: 0,
         errors: BTreeMap::new(),
         latencies: Samples::with_cap(5_000_000),
@@ -200,7 +202,9 @@ async fn drive(env: &Env, users: &[User], write: Write, duration: Duration) -> R
     out.cpu = env.cpu().since(&cpu0);
     if env.spawned {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        out.pg = Some(PgStats::sample(env).await?.per(&pg0, out.ok));
+        let pg1 = PgStats::sample(env).await?;
+        out.pg = Some(pg1.per(&pg0, out.ok));
+        out.seq_note = pg1.most_seq_scanned(&pg0);
     }
     Ok(out)
 }
@@ -308,6 +312,9 @@ fn report(
     r.cpu(&load.cpu);
     if let Some(pg) = &load.pg {
         r.pg_per_write(pg);
+    }
+    if let Some(n) = &load.seq_note {
+        r.note(n.clone());
     }
     r.metrics.extend(floors.metrics());
     r.note(format!(

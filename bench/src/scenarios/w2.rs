@@ -71,7 +71,8 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
     let s = latencies.summary();
     let pg = if env.spawned {
         tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
-        Some(PgStats::sample(env).await?.per(&pg0, s.n as u64))
+        let pg1 = PgStats::sample(env).await?;
+        Some((pg1.per(&pg0, s.n as u64), pg1.most_seq_scanned(&pg0)))
     } else {
         None
     };
@@ -100,8 +101,11 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<ScenarioReport> {
         .target(Cmp::AtMost, 0.0),
     );
     r.cpu(&cpu);
-    if let Some(pg) = &pg {
-        r.pg_per_write(pg);
+    if let Some((per, seq_note)) = &pg {
+        r.pg_per_write(per);
+        if let Some(n) = seq_note {
+            r.note(n.clone());
+        }
     }
     r.metrics.extend(floors.metrics());
     r.note(format!(
