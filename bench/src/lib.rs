@@ -1,0 +1,158 @@
+//! The benchmark suite of the forum: loads the whole system over loopback
+//! from a separate process, checks that what it measured is correct (every
+//! acknowledged write is there, every expected frame arrived once), and
+//! measures, in the same run, the floors of the system's parts (a raw NATS
+//! request-reply, a raw NATS publish→subscribe hop, a raw Postgres commit, a
+//! raw `COPY` of rows of the same shape), so ratios stay meaningful on a
+//! noisy shared machine. It prints a table and writes a JSON file. It is a
+//! benchmark, not a test: no figure ever makes it fail.
+//!
+//! # Layout
+//! - [`cli`]: the command line (scenarios, target, paths, scale).
+//! - [`system`]: the system under load: a `forum up` child on a fresh
+//!   database and NATS prefix (or an already running system), its clean-up,
+//!   its resident memory; the open-files limit; loopback checks.
+//! - [`floors`]: the raw NATS and Postgres measurements every scenario takes.
+//! - [`api`]: the HTTP client side of the API contract (register, write,
+//!   page through lists).
+//! - [`ws`]: the WebSocket client side of the live feed: connect, read and
+//!   time frames, count gaps and duplicates.
+//! - [`gen`]: realistic event logs for the rebuild scenario, built from the
+//!   real event types, with consistent stream versions and counts.
+//! - [`copy`]: Postgres `COPY` text encoding.
+//! - [`stats`]: latency samples and percentiles.
+//! - [`report`]: the result rows, the table and the JSON file.
+//! - [`scenarios`]: one module per scenario (W1, W2, L1–L4, R1).
+//! - [`error`]: the crate's error type.
+
+pub mod api;
+pub mod cli;
+pub mod copy;
+pub mod error;
+pub mod floors;
+pub mod gen;
+pub mod report;
+pub mod scenarios;
+pub mod stats;
+pub mod system;
+pub mod ws;
+
+pub use error::{Error, Result};
+
+use std::io::Write as _;
+
+use cli::{Cli, Plan, Scenario};
+use report::{Report, Status};
+use scenarios::Ctx;
+use system::Settings;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every scenario ran or was skipped (whatever its figures).
+    Done,
+    /// A scenario stopped on an error.
+    Errors,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// Runs the scenarios of `cli`, prints the table and writes the JSON file
+/// (after every scenario, so an interrupted run keeps what it measured).
+///
+/// # Errors
+/// A URL off loopback, or the results file cannot be written.
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    system::require_loopback("--pg", &cli.pg)?;
+    system::require_loopback("--nats", &cli.nats)?;
+    if let Some(t) = &cli.target {
+        system::require_loopback("--target", t)?;
+    }
+    let mut environment = Vec::new();
+    match system::raise_nofile() {
+        Ok((before, now, hard)) => {
+            let line = if now > before {
+                format!("open-files limit raised from {before} to {now} (hard limit {hard}); the started forum inherits it")
+            } else {
+                format!("open-files limit {now} (hard limit {hard})")
+            };
+            eprintln!("bench: {line}");
+            environment.push(line);
+        }
+        Err(e) => eprintln!("bench: could not raise the open-files limit: {e}"),
+    }
+    if let Ok(n) = std::thread::available_parallelism() {
+        environment.push(format!(
+            "{n} cores, shared by the load generator, the system, Postgres and NATS"
+        ));
+    }
+    let forum_bin = match &cli.forum_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("forum"))
+            .ok_or_else(|| {
+                Error::Config("cannot locate the forum binary; pass --forum-bin".into())
+            })?,
+    };
+    let ctx = Ctx {
+        settings: Settings {
+            pg: cli.pg.clone(),
+            nats: cli.nats.clone(),
+            forum_bin,
+            target: cli.target.clone(),
+            forum_log: cli.forum_log.clone(),
+            db_max_connections: (cli.db_max_connections > 0).then_some(cli.db_max_connections),
+        },
+        plan: Plan::of(&cli),
+    };
+    let mut report = Report {
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        commit: git_commit(),
+        environment,
+        scenarios: Vec::new(),
+    };
+    let mut outcome = Outcome::Done;
+    for s in Scenario::expand(&cli.scenarios) {
+        let (reports, interrupted) = scenarios::run(&ctx, s).await;
+        if reports
+            .iter()
+            .any(|r| matches!(r.status, Status::Failed(_)))
+        {
+            outcome = Outcome::Errors;
+        }
+        report.scenarios.extend(reports);
+        write_json(&cli.json, &report)?;
+        if interrupted {
+            outcome = Outcome::Interrupted;
+            break;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", report.table())?;
+    for s in &report.scenarios {
+        for n in &s.notes {
+            writeln!(out, "{}: {n}", s.name)?;
+        }
+    }
+    writeln!(out, "results written to {}", cli.json.display())?;
+    Ok(outcome)
+}
+
+fn write_json(path: &std::path::Path, report: &Report) -> Result<()> {
+    let text = serde_json::to_string_pretty(&report.json())?;
+    std::fs::write(path, text + "\n")?;
+    Ok(())
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
