@@ -14,10 +14,10 @@
 
 use forum_events::posts::{PostEvent, Reaction, TargetKind};
 use forum_events::{RecordedEvent, Service};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::future::BoxFuture;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::{Error, Projection, Result};
@@ -306,6 +306,21 @@ impl Batch {
 
     async fn write(self, tx: &mut PgConnection, schema: &str) -> Result<()> {
         let to_time = forum_store::log::to_time;
+        // Category rows: those of every new post, and those of every edited
+        // or deleted older post (read back from its update), written from
+        // memory rather than joined, so no plan can scan `posts`.
+        let recategorized: HashSet<Uuid> = self
+            .recategorized
+            .iter()
+            .filter(|id| !self.new_post_at.contains_key(id))
+            .copied()
+            .collect();
+        let mut category_rows: Vec<(Uuid, String, i64)> = Vec::new();
+        for p in self.new_posts.iter().filter(|p| !p.deleted) {
+            for c in &p.categories {
+                category_rows.push((p.id, c.clone(), p.position));
+            }
+        }
         if !self.new_posts.is_empty() {
             let p = &self.new_posts;
             // Slugs hold no comma.
@@ -356,7 +371,7 @@ impl Batch {
                 likes.push(patch.counts.map(|c| c.0));
                 dislikes.push(patch.counts.map(|c| c.1));
             }
-            sqlx::query(&format!(
+            let rows = sqlx::query(&format!(
                 "update {schema}.posts p set
                     title = coalesce(k.title, p.title),
                     content = coalesce(k.content, p.content),
@@ -370,7 +385,8 @@ impl Batch {
                  from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
                              $6::bool[], $7::int[], $8::int[], $9::int[])
                       as k(id, title, content, cats, edited, deleted, delta, likes, dislikes)
-                 where p.id = k.id"
+                 where p.id = k.id
+                 returning p.id, p.categories, p.position, p.deleted"
             ))
             .bind(&ids)
             .bind(&titles)
@@ -381,8 +397,19 @@ impl Batch {
             .bind(&delta)
             .bind(&likes)
             .bind(&dislikes)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
+            for r in rows {
+                let id: Uuid = r.try_get("id")?;
+                if recategorized.contains(&id) {
+                    let position: i64 = r.try_get("position")?;
+                    if !r.try_get::<bool, _>("deleted")? {
+                        for c in r.try_get::<Vec<String>, _>("categories")? {
+                            category_rows.push((id, c, position));
+                        }
+                    }
+                }
+            }
         }
         if !self.new_comments.is_empty() {
             let c = &self.new_comments;
@@ -464,24 +491,30 @@ impl Batch {
             .await?;
         }
         self.write_reactions(tx, schema).await?;
-        // Categories: rows for every new post, rewritten for every edited
-        // or deleted one (none for deleted posts).
-        let mut ids = self.recategorized;
-        ids.extend(self.new_posts.iter().map(|p| p.id));
-        if !ids.is_empty() {
+        if !recategorized.is_empty() {
+            let ids: Vec<Uuid> = recategorized.into_iter().collect();
             sqlx::query(&format!(
                 "delete from {schema}.post_categories where post_id = any($1)"
             ))
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
+        }
+        if !category_rows.is_empty() {
+            let (mut ids, mut cats, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+            for (id, c, p) in category_rows {
+                ids.push(id);
+                cats.push(c);
+                positions.push(p);
+            }
             sqlx::query(&format!(
                 "insert into {schema}.post_categories (post_id, category, position)
-                 select p.id, c, p.position from {schema}.posts p, unnest(p.categories) as c
-                 where p.id = any($1) and not p.deleted
+                 select * from unnest($1::uuid[], $2::text[], $3::bigint[])
                  on conflict do nothing"
             ))
             .bind(&ids)
+            .bind(&cats)
+            .bind(&positions)
             .execute(&mut *tx)
             .await?;
         }
