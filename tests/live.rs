@@ -72,8 +72,11 @@ async fn hello_comes_first_and_a_new_post_reaches_every_socket_once() {
     let mut b = connect(&sys.base, &bob, None).await;
     assert_eq!(a1.hello["data"]["user_id"], ann_id.as_str());
     assert_eq!(a1.hello["data"]["resumed"], false);
+    // The session cookie authenticates as well as the header.
+    let mut b2 = common::ws::connect_with_cookie(&sys.base, &bob).await;
+    assert_eq!(b2.hello["type"], "hello");
     let id = create_post(&sys, &bob, "Live").await;
-    for ws in [&mut a1, &mut a2, &mut b] {
+    for ws in [&mut a1, &mut a2, &mut b, &mut b2] {
         let f = ws.next(FRAME_WAIT).await.expect("post.new");
         assert_eq!(f["type"], "post.new", "{f}");
         assert_eq!(f["data"]["id"], id.as_str());

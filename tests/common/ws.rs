@@ -162,3 +162,21 @@ pub async fn connect_small_buffer(base: &str, token: &str) -> Ws {
     ws.hello = ws.next_any(FRAME_WAIT).await.expect("hello");
     ws
 }
+
+/// Opens a socket authenticated by the `session` cookie only.
+pub async fn connect_with_cookie(base: &str, token: &str) -> Ws {
+    let mut req = ws_url(base, None).into_client_request().expect("request");
+    req.headers_mut().insert(
+        "cookie",
+        HeaderValue::from_str(&format!("theme=dark; session={token}")).expect("header"),
+    );
+    let (stream, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade with the session cookie");
+    let mut ws = Ws {
+        stream,
+        hello: Value::Null,
+    };
+    ws.hello = ws.next_any(FRAME_WAIT).await.expect("hello");
+    ws
+}
