@@ -2,57 +2,30 @@
 //! events written with multi-row statements give the same rows as one
 //! event at a time, and a redelivered batch changes nothing.
 
+mod common;
+
+use common::PG;
+
 use forum_events::chat::{conversation_id, ChatEvent, MessageSent, MessagesRead};
-use forum_events::{EventSet, Metadata, RecordedEvent, Service};
+use forum_events::RecordedEvent;
 use forum_projections::chat::Chat;
 use forum_projections::Projection;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const ANN: Uuid = Uuid::from_u128(1);
 const BOB: Uuid = Uuid::from_u128(2);
 
 fn recorded(position: u64, event: &ChatEvent) -> RecordedEvent {
-    RecordedEvent {
-        service: Service::Chat,
-        position,
-        stream_id: event.conversation_id(),
-        version: position as u32,
-        event_id: Uuid::new_v4(),
-        event_type: event.event_type().to_string(),
-        schema_version: event.schema_version(),
-        payload: event.encode_payload(),
-        metadata: Metadata {
-            correlation_id: Uuid::nil(),
-            causation_id: Uuid::nil(),
-            actor: None,
-            recorded_at_us: 0,
-        },
-    }
+    common::recorded(position, event.conversation_id(), event)
 }
 
 async fn fresh_schema(pool: &PgPool) -> String {
-    let schema = format!("t_chat_{}", &Uuid::new_v4().simple().to_string()[..12]);
-    sqlx::query(&format!("create schema {schema}"))
-        .execute(pool)
-        .await
-        .expect("schema");
-    for statement in Chat
-        .create_sql(&schema)
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        sqlx::query(statement).execute(pool).await.expect("create");
-    }
-    schema
+    common::fresh_schema(pool, &Chat).await
 }
 
 async fn apply(pool: &PgPool, schema: &str, events: &[RecordedEvent]) {
-    let mut tx = pool.begin().await.expect("begin");
-    Chat.apply(&mut tx, schema, events).await.expect("apply");
-    tx.commit().await.expect("commit");
+    common::apply(pool, &Chat, schema, events).await;
 }
 
 /// Every row of `table`, as sorted text.

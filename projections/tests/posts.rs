@@ -1,52 +1,26 @@
 //! The posts projection on a real Postgres, in a fresh schema per test:
 //! mixed runs of events (multi-row writes) end in the right rows.
 
+mod common;
+
+use common::PG;
+
 use forum_events::posts::{
     CommentCreated, CommentDeleted, PostCreated, PostDeleted, PostEdited, PostEvent, Reaction,
     ReactionSet, TargetKind,
 };
-use forum_events::{EventSet, Metadata, RecordedEvent, Service};
+use forum_events::RecordedEvent;
 use forum_projections::posts::Posts;
 use forum_projections::Projection;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 fn recorded(position: u64, event: &PostEvent) -> RecordedEvent {
-    RecordedEvent {
-        service: Service::Posts,
-        position,
-        stream_id: event.post_id(),
-        version: position as u32,
-        event_id: Uuid::new_v4(),
-        event_type: event.event_type().to_string(),
-        schema_version: event.schema_version(),
-        payload: event.encode_payload(),
-        metadata: Metadata {
-            correlation_id: Uuid::nil(),
-            causation_id: Uuid::nil(),
-            actor: None,
-            recorded_at_us: 0,
-        },
-    }
+    common::recorded(position, event.post_id(), event)
 }
 
 async fn fresh_schema(pool: &PgPool) -> String {
-    let schema = format!("t_posts_{}", &Uuid::new_v4().simple().to_string()[..12]);
-    sqlx::query(&format!("create schema {schema}"))
-        .execute(pool)
-        .await
-        .expect("schema");
-    for statement in Posts
-        .create_sql(&schema)
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        sqlx::query(statement).execute(pool).await.expect("create");
-    }
-    schema
+    common::fresh_schema(pool, &Posts).await
 }
 
 fn post(id: Uuid, categories: &[&str]) -> PostEvent {

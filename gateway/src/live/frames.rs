@@ -11,6 +11,8 @@ use forum_events::{DecodeError, RecordedEvent, Service};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::routes::chat::Message;
+use crate::routes::notifications::Notification;
 use crate::routes::posts::{Author, Comment, Post};
 use crate::time::format_us;
 
@@ -65,36 +67,12 @@ pub enum Effect {
     None,
 }
 
-/// `message.new` data: API.md's `Message`.
-#[derive(Debug, Serialize)]
-struct MessageData<'a> {
-    id: Uuid,
-    from: Author,
-    to: Uuid,
-    content: &'a str,
-    sent_at: String,
-    read_at: Option<String>,
-}
-
 /// `message.read` data.
 #[derive(Debug, Serialize)]
 struct MessageReadData {
     reader: Uuid,
     other: Uuid,
     up_to: Uuid,
-}
-
-/// `notification.new` data: API.md's `Notification`.
-#[derive(Debug, Serialize)]
-struct NotificationData {
-    id: Uuid,
-    kind: &'static str,
-    actor: Author,
-    post_id: Option<Uuid>,
-    comment_id: Option<Uuid>,
-    message_id: Option<Uuid>,
-    created_at: String,
-    read: bool,
 }
 
 /// `reaction.updated` data.
@@ -141,9 +119,9 @@ pub fn render(event: &RecordedEvent) -> Result<Effect, DecodeError> {
             NotificationEvent::Created(n) => frame(
                 "notification.new",
                 Audience::Users(vec![n.user_id]),
-                &NotificationData {
+                &Notification {
                     id: n.notification_id,
-                    kind: n.kind.as_str(),
+                    kind: n.kind.as_str().to_string(),
                     actor: Author {
                         id: n.actor_id,
                         nickname: n.actor_nickname,
@@ -244,14 +222,14 @@ fn chat(event: ChatEvent) -> Effect {
         ChatEvent::MessageSent(m) => frame(
             "message.new",
             Audience::Users(vec![m.from_id, m.to_id]),
-            &MessageData {
+            &Message {
                 id: m.message_id,
                 from: Author {
                     id: m.from_id,
                     nickname: m.from_nickname,
                 },
                 to: m.to_id,
-                content: &m.content,
+                content: m.content,
                 sent_at: format_us(m.sent_at_us),
                 read_at: None,
             },

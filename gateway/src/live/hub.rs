@@ -118,11 +118,6 @@ impl Hub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The feed position delivered so far.
-    pub fn cursor(&self) -> Cursor {
-        self.lock().cursor
-    }
-
     /// Adds a socket. Every frame after the returned cursor goes to `tx`.
     pub fn register(
         &self,
@@ -144,41 +139,46 @@ impl Hub {
         );
         let mine = state.by_user.entry(user).or_default();
         mine.push(id);
-        let first = mine.len() == 1;
+        if mine.len() == 1 {
+            // Sent under the lock, so a user's online and offline changes
+            // reach the presence task in the order they happened.
+            let _ = self.presence.send((user, true));
+        }
         let start = state.cursor;
         drop(state);
         self.metrics.ws_open(1);
-        if first {
-            let _ = self.presence.send((user, true));
-        }
         Registration { id, start }
     }
 
     /// Removes a socket (no-op when it is already gone).
     pub fn unregister(&self, id: u64) {
         let mut state = self.lock();
-        let gone = remove(&mut state, id);
-        drop(state);
-        self.removed(gone);
+        self.remove(&mut state, id);
     }
 
-    fn removed(&self, gone: Option<(Uuid, bool)>) {
-        if let Some((user, last)) = gone {
-            self.metrics.ws_open(-1);
-            if last {
-                let _ = self.presence.send((user, false));
+    /// Removes a socket under the lock; the user's last one makes them
+    /// offline here.
+    fn remove(&self, state: &mut State, id: u64) {
+        let Some(entry) = state.sockets.remove(&id) else {
+            return;
+        };
+        self.metrics.ws_open(-1);
+        let last = match state.by_user.get_mut(&entry.user) {
+            Some(ids) => {
+                ids.retain(|i| *i != id);
+                ids.is_empty()
             }
+            None => true,
+        };
+        if last {
+            state.by_user.remove(&entry.user);
+            let _ = self.presence.send((entry.user, false));
         }
     }
 
     /// Whether `user` has a socket on this gateway.
     pub fn has_user(&self, user: Uuid) -> bool {
         self.lock().by_user.contains_key(&user)
-    }
-
-    /// The users with a socket on this gateway.
-    pub fn users(&self) -> Vec<Uuid> {
-        self.lock().by_user.keys().copied().collect()
     }
 
     /// Applies one event of `service` at `position`: moves the cursor and
@@ -200,11 +200,7 @@ impl Hub {
             }
             Effect::None => {}
         }
-        let gone = self.drop_all(&mut state, dropped);
-        drop(state);
-        for g in gone {
-            self.removed(Some(g));
-        }
+        self.drop_all(&mut state, dropped);
     }
 
     /// Sends a control frame (presence) to every socket.
@@ -223,15 +219,10 @@ impl Hub {
         let mut dropped = Vec::new();
         let n = deliver(&state, audience, &text, &mut dropped);
         self.metrics.ws_frames(n);
-        let gone = self.drop_all(&mut state, dropped);
-        drop(state);
-        for g in gone {
-            self.removed(Some(g));
-        }
+        self.drop_all(&mut state, dropped);
     }
 
-    fn drop_all(&self, state: &mut State, dropped: Vec<(u64, bool)>) -> Vec<(Uuid, bool)> {
-        let mut gone = Vec::new();
+    fn drop_all(&self, state: &mut State, dropped: Vec<(u64, bool)>) {
         for (id, slow) in dropped {
             if slow {
                 self.metrics.ws_slow_closed();
@@ -239,9 +230,8 @@ impl Hub {
                     e.control.close(SLOW_CONSUMER);
                 }
             }
-            gone.extend(remove(state, id));
+            self.remove(state, id);
         }
-        gone
     }
 
     /// Asks every socket to close with `code`.
@@ -293,22 +283,6 @@ fn deliver(
         }
     }
     n
-}
-
-/// Removes a socket; returns its user and whether it was their last one.
-fn remove(state: &mut State, id: u64) -> Option<(Uuid, bool)> {
-    let entry = state.sockets.remove(&id)?;
-    let last = match state.by_user.get_mut(&entry.user) {
-        Some(ids) => {
-            ids.retain(|i| *i != id);
-            ids.is_empty()
-        }
-        None => true,
-    };
-    if last {
-        state.by_user.remove(&entry.user);
-    }
-    Some((entry.user, last))
 }
 
 #[cfg(test)]
