@@ -433,7 +433,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
     // Wait until the first has an account, so the others are under way.
     let pool = sys.pool().await;
     common::eventually(
-        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(60),
         "a first registration",
         || {
             let pool = pool.clone();
@@ -456,7 +456,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
         assert_eq!(status, 201);
     }
     assert!(
-        sys.wait_exit("up", std::time::Duration::from_secs(20)),
+        sys.wait_exit("up", std::time::Duration::from_secs(60)),
         "the process exits after draining"
     );
 }

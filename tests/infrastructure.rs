@@ -198,7 +198,7 @@ async fn every_event_reaches_the_stream_with_its_event_id_as_msg_id() {
     let js = async_nats::jetstream::new(async_nats::connect(common::NATS_URL).await.expect("nats"));
     let subjects = Subjects::new(&sys.prefix);
     let stream = js.get_stream(subjects.stream_name()).await.expect("stream");
-    eventually(Duration::from_secs(10), "both events in the stream", || {
+    eventually(Duration::from_secs(60), "both events in the stream", || {
         stream_messages(js.clone(), subjects.stream_name(), 2)
     })
     .await;
@@ -229,7 +229,7 @@ async fn a_crash_between_commit_and_publish_loses_nothing() {
         .await;
     assert_eq!(status, 503, "{body}");
     assert!(
-        sys.wait_exit("auth-crashing", Duration::from_secs(10)),
+        sys.wait_exit("auth-crashing", Duration::from_secs(60)),
         "the service aborted"
     );
     let pool = sys.pool().await;
@@ -248,7 +248,7 @@ async fn a_crash_between_commit_and_publish_loses_nothing() {
     assert_eq!(stream.info().await.expect("info").state.messages, 0);
     // A restarted instance publishes what the dead one committed.
     sys.spawn("auth", &["service", "auth"], &[]);
-    eventually(Duration::from_secs(15), "the events in the stream", || {
+    eventually(Duration::from_secs(60), "the events in the stream", || {
         stream_messages(js.clone(), subjects.stream_name(), 2)
     })
     .await;
@@ -513,7 +513,7 @@ async fn the_events_published_on_nats_decode_to_the_stored_envelopes() {
         .expect("subscribe");
     client.flush().await.expect("flush");
     sys.register("wire").await;
-    let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
+    let msg = tokio::time::timeout(Duration::from_secs(60), sub.next())
         .await
         .expect("in time")
         .expect("message");

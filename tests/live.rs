@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::ws::{connect, try_connect, FRAME_WAIT};
-use common::System;
+use common::{eventually, System};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -23,6 +23,23 @@ async fn create_post(sys: &System, token: &str, title: &str) -> String {
         .await;
     assert_eq!(status, 201, "{body}");
     body["id"].as_str().expect("id").to_string()
+}
+
+/// The gateway's `forum_ws_open` gauge.
+async fn open_sockets(sys: &System) -> u64 {
+    let text = sys
+        .http
+        .get(sys.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("forum_ws_open "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("forum_ws_open in /metrics")
 }
 
 async fn login(sys: &System, nickname: &str) -> String {
@@ -289,11 +306,13 @@ async fn typing_reaches_only_the_addressee_and_ends_by_itself() {
     );
     assert!(t.get("cursor").is_none());
     let started = std::time::Instant::now();
-    let t = b.expect("typing", Duration::from_secs(10)).await;
+    let t = b.expect("typing", Duration::from_secs(60)).await;
     assert_eq!(t["data"]["active"], false);
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(4_500) && took < Duration::from_secs(8),
+        // Never before the API's 5 s; the upper bound only says "by itself",
+        // with room for a loaded machine.
+        took >= Duration::from_millis(4_500) && took < Duration::from_secs(30),
         "typing ended after {took:?}"
     );
     for other in [&mut a, &mut c] {
@@ -305,15 +324,20 @@ async fn typing_reaches_only_the_addressee_and_ends_by_itself() {
 
 #[tokio::test]
 async fn a_socket_that_stops_answering_pings_is_closed() {
-    let sys = System::up_with(&[("FORUM_WS_PING_MS", "200")]).await;
+    let sys = System::up_with(&[("FORUM_WS_PING_MS", "1000")]).await;
     let (ann, _) = sys.register("ann").await;
     let mut a = connect(&sys.base, &ann, None).await;
-    // Not reading means not answering pings.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // Not reading means not answering pings: wait, without reading, until
+    // the gateway has no socket open any more.
+    eventually(Duration::from_secs(60), "the silent socket closed", || {
+        let sys = &sys;
+        async move { (open_sockets(sys).await == 0).then_some(()) }
+    })
+    .await;
     assert_eq!(a.closed(FRAME_WAIT).await, Some(1001));
-    // A client that reads (and so answers) stays open across many pings.
+    // A client that reads (and so answers) stays open across several pings.
     let mut b = connect(&sys.base, &ann, None).await;
-    assert_eq!(b.closed(Duration::from_millis(1_500)).await, None);
+    assert_eq!(b.closed(Duration::from_millis(3_500)).await, None);
 }
 
 #[tokio::test]
@@ -370,8 +394,10 @@ async fn a_slow_consumer_is_closed_with_4008_and_nobody_else_is_affected() {
 
 #[tokio::test]
 async fn two_gateways_share_the_feed_and_presence() {
-    let mut sys = System::up_with(&[("FORUM_PRESENCE_HEARTBEAT_MS", "300")]).await;
-    let g2 = sys.spawn_gateway(&[("FORUM_PRESENCE_HEARTBEAT_MS", "300")]);
+    // A heartbeat of 1 s: expiry after 2.5 s, and no false expiry when a
+    // loaded machine delays a heartbeat by a few hundred milliseconds.
+    let mut sys = System::up_with(&[("FORUM_PRESENCE_HEARTBEAT_MS", "1000")]).await;
+    let g2 = sys.spawn_gateway(&[("FORUM_PRESENCE_HEARTBEAT_MS", "1000")]);
     let (ann, ann_id) = sys.register("ann").await;
     let (bob, bob_id) = sys.register("bob").await;
     let mut a = connect(&sys.base, &ann, None).await;
@@ -403,7 +429,7 @@ async fn two_gateways_share_the_feed_and_presence() {
     let p = a.expect("presence", FRAME_WAIT).await;
     assert_eq!(p["data"], json!({"user_id": bob_id, "online": false}));
     assert!(
-        died.elapsed() < Duration::from_secs(5),
+        died.elapsed() < Duration::from_secs(20),
         "{:?}",
         died.elapsed()
     );
@@ -426,8 +452,9 @@ async fn a_stopping_gateway_closes_its_sockets_with_1001_and_its_users_go_offlin
     }
     sys.terminate("gateway1");
     assert_eq!(b.closed(FRAME_WAIT).await, Some(1001));
-    // Default heartbeat is 10 s: the goodbye, not the expiry, made this.
-    let p = a.expect("presence", Duration::from_secs(3)).await;
+    // Default heartbeat is 10 s (expiry after 25 s): the goodbye, not the
+    // expiry, made this.
+    let p = a.expect("presence", Duration::from_secs(15)).await;
     assert_eq!(p["data"], json!({"user_id": bob_id, "online": false}));
-    assert!(sys.wait_exit("gateway1", Duration::from_secs(10)));
+    assert!(sys.wait_exit("gateway1", Duration::from_secs(60)));
 }

@@ -337,7 +337,7 @@ async fn the_same_event_stored_twice_in_the_stream_creates_one_notification() {
     assert!(!ack.duplicate, "the stream stored the copy");
     // The deriver has acknowledged it: processed and committed.
     let stream = js.get_stream(subjects.stream_name()).await.expect("stream");
-    eventually(Duration::from_secs(20), "the copy acknowledged", || {
+    eventually(Duration::from_secs(60), "the copy acknowledged", || {
         let stream = stream.clone();
         async move {
             let mut consumer: jetstream::consumer::PullConsumer =
@@ -445,7 +445,7 @@ async fn a_notifications_service_killed_mid_stream_ends_with_exactly_one_notific
         }));
     }
     eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "a first notifications batch",
         || {
             let pool = pool.clone();
@@ -468,7 +468,7 @@ async fn a_notifications_service_killed_mid_stream_ends_with_exactly_one_notific
     }
     let comments = stored_comments(&pool).await.len() as i64;
     assert_eq!(comments, 100, "every comment was committed");
-    eventually(Duration::from_secs(30), "every comment derived", || {
+    eventually(Duration::from_secs(60), "every comment derived", || {
         let pool = pool.clone();
         async move {
             (count(&pool, "select count(*) from notifications.events").await >= comments)
@@ -477,7 +477,7 @@ async fn a_notifications_service_killed_mid_stream_ends_with_exactly_one_notific
     })
     .await;
     let head = count(&pool, "select max(position) from notifications.events").await;
-    eventually(Duration::from_secs(30), "the projection caught up", || {
+    eventually(Duration::from_secs(60), "the projection caught up", || {
         let pool = pool.clone();
         async move {
             (count(
@@ -516,7 +516,7 @@ async fn a_notifications_service_killed_mid_stream_ends_with_exactly_one_notific
 
 #[tokio::test]
 async fn a_standby_notifications_service_takes_over_when_the_leader_dies() {
-    let mut sys = separate_roles("8000").await;
+    let mut sys = separate_roles("30000").await;
     let (ann, _) = sys.register("ann").await;
     let (bob, _) = sys.register("bob").await;
     let post = new_post(&sys, &ann).await;

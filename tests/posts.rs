@@ -557,11 +557,13 @@ async fn fifty_users_changing_their_minds_concurrently_end_with_exact_counts() {
     let (ada, _) = sys.register("author").await;
     let post = new_post(&sys, &ada, "popular", &["general"]).await;
     let path = format!("/api/posts/{}/reaction", id(&post));
-    let registrations = (0..50).map(|i| {
-        let sys = &sys;
-        async move { sys.register(&format!("user{i:02}")).await.0 }
-    });
-    let tokens = futures::future::join_all(registrations).await;
+    let nicknames: Vec<String> = (0..50).map(|i| format!("user{i:02}")).collect();
+    let tokens: Vec<String> = sys
+        .register_many(&nicknames)
+        .await
+        .into_iter()
+        .map(|(token, _)| token)
+        .collect();
     // Everyone likes, then dislikes; odd users withdraw, users divisible
     // by 4 like again. Final: likes = 13 (0,4,..,48), dislikes = 12.
     let runs = tokens.iter().enumerate().map(|(i, token)| {

@@ -221,7 +221,7 @@ async fn writes_during_a_rebuild_are_in_the_result() {
     )
     .spawn()
     .expect("spawn rebuild");
-    eventually(Duration::from_secs(30), "the rebuild to start", || async {
+    eventually(Duration::from_secs(60), "the rebuild to start", || async {
         (checkpoint(&pool, "users", 2).await > 0).then_some(())
     })
     .await;
@@ -268,7 +268,7 @@ async fn a_killed_rebuild_resumes_from_its_checkpoint_and_a_second_one_is_refuse
         .spawn()
         .expect("spawn rebuild");
     eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the rebuild to make progress",
         || async { (checkpoint(&pool, "users", 2).await >= 20).then_some(()) },
     )

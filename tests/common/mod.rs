@@ -14,6 +14,13 @@ use uuid::Uuid;
 pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const SECRET: &str = "test-secret-0123456789abcdef";
+/// Command and read timeouts given to every system under test (60 s), far
+/// above what any write takes even on a loaded machine.
+pub const TEST_TIMEOUT_MS: &str = "60000";
+/// How many registrations a test runs at once: each one is an argon2id hash
+/// (19 MiB, 2 passes) on one of the machine's two cores, so a larger burst
+/// only queues and races the timeouts.
+pub const REGISTER_CONCURRENCY: usize = 4;
 
 /// One isolated system under test.
 pub struct System {
@@ -59,7 +66,7 @@ impl System {
             base: String::new(),
             gateways: Vec::new(),
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
+                .timeout(Duration::from_secs(120))
                 .build()
                 .expect("client"),
             procs: Vec::new(),
@@ -74,6 +81,11 @@ impl System {
             .env("FORUM_PREFIX", &self.prefix)
             .env("FORUM_JWT_SECRET", SECRET)
             .env("FORUM_DB_MAX_CONNECTIONS", "8")
+            // The suite runs many systems at once on a small machine: the
+            // product's 5 s defaults would make a test's outcome depend on
+            // the day's load. Tests that exercise a timeout set their own.
+            .env("FORUM_COMMAND_TIMEOUT_MS", TEST_TIMEOUT_MS)
+            .env("FORUM_READ_TIMEOUT_MS", TEST_TIMEOUT_MS)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -232,6 +244,16 @@ impl System {
             body["token"].as_str().expect("token").to_string(),
             body["user"]["id"].as_str().expect("id").to_string(),
         )
+    }
+
+    /// Registers every nickname, at most `REGISTER_CONCURRENCY` at a time;
+    /// returns their (token, user id) in the order given.
+    pub async fn register_many(&self, nicknames: &[String]) -> Vec<(String, String)> {
+        use futures::StreamExt;
+        futures::stream::iter(nicknames.iter().map(|n| self.register(n)))
+            .buffered(REGISTER_CONCURRENCY)
+            .collect()
+            .await
     }
 }
 

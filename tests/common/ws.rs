@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long a test waits for one frame by default.
-pub const FRAME_WAIT: Duration = Duration::from_secs(10);
+pub const FRAME_WAIT: Duration = Duration::from_secs(30);
 
 /// One live-feed socket.
 pub struct Ws {
