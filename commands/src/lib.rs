@@ -13,6 +13,8 @@
 //! - [`chat`]: private messages and read receipts.
 //! - [`notifications`]: notifications derived from the posts and chat
 //!   events (the deriver), and marking them read.
+//! - [`text`]: the rule every client text field shares (no control
+//!   characters but tab and line breaks).
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod notifications;
 pub mod posts;
 pub mod runtime;
+pub mod text;
 pub mod wire;
 
 pub use error::{Error, Result};

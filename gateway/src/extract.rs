@@ -210,8 +210,11 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The authenticated user, or `None` for an anonymous request (a bad token
-/// is still 401).
+/// The authenticated user, or `None` for an anonymous request. On routes
+/// that need no login an invalid, expired or revoked token or cookie is
+/// ignored: the request is answered as an anonymous one, never `401`.
+/// (A failure to check the session, such as Postgres being unreachable, is
+/// still that failure.)
 pub struct MaybeUser(pub Option<AuthUser>);
 
 impl FromRequestParts<AppState> for MaybeUser {
@@ -221,10 +224,75 @@ impl FromRequestParts<AppState> for MaybeUser {
         if token(&parts.headers).is_none() {
             return Ok(MaybeUser(None));
         }
-        AuthUser::from_request_parts(parts, state)
-            .await
-            .map(|u| MaybeUser(Some(u)))
+        match AuthUser::from_request_parts(parts, state).await {
+            Ok(user) => Ok(MaybeUser(Some(user))),
+            Err(ApiError::Unauthorized) => Ok(MaybeUser(None)),
+            Err(other) => Err(other),
+        }
     }
+}
+
+/// A path parameter; its rejection is the API's error body: a segment that
+/// is not valid UTF-8 once percent-decoded (`/api/posts/%FF`) is `400
+/// validation_failed` naming `path`, never axum's plain-text answer.
+/// Handlers parse the string into an id themselves (a malformed id is 404).
+pub struct PathParam<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParam<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PathParam(value)),
+            Err(rejection) => {
+                tracing::debug!(%rejection, "path parameter refused");
+                Err(ApiError::field(
+                    "path",
+                    "is not a valid UTF-8 path segment of this route",
+                ))
+            }
+        }
+    }
+}
+
+/// The query string as name → value (the last of repeated names wins). Its
+/// rejection is the API's error body (`400 validation_failed` naming
+/// `query`); bytes that are not UTF-8 once percent-decoded are refused the
+/// same way rather than replaced, so no handler sees U+FFFD it did not send.
+pub struct QueryMap(pub std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or("");
+        let mut map = std::collections::HashMap::new();
+        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (Some(k), Some(v)) = (decode_component(k), decode_component(v)) else {
+                return Err(ApiError::field(
+                    "query",
+                    "is not valid UTF-8 once percent-decoded",
+                ));
+            };
+            map.insert(k, v);
+        }
+        Ok(QueryMap(map))
+    }
+}
+
+/// Percent-decodes one query component (`+` is a space), or `None` when the
+/// bytes are not UTF-8.
+fn decode_component(s: &str) -> Option<String> {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// The request's correlation id: the client's `X-Request-Id` when it is a

@@ -1,7 +1,9 @@
 //! The OpenAPI description, generated from the handlers' annotations and
 //! served at `/api/openapi.json`.
 
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -39,7 +41,7 @@ Every write accepts `Idempotency-Key` (1-128 characters). Live feed: `GET /api/w
         routes::notifications::Notification, routes::notifications::NotificationPage,
         routes::notifications::NotificationsReadRequest,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &CommonResponses),
 )]
 pub struct ApiDoc;
 
@@ -61,5 +63,125 @@ impl Modify for Security {
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("session"))),
         );
+    }
+}
+
+/// The answers every route of a kind can give, added to each operation in
+/// one place (an annotation keeps its own description where it has one):
+/// every `/api` route may answer 500 `internal` and 503 `unavailable`; a
+/// route with a path parameter 400 (a segment that is not UTF-8) and 404;
+/// a write 400 (`Idempotency-Key` over 128 characters), 409 (a key reused
+/// for another request), and, when it takes a body, 413 and 415. Writes
+/// also get the `Idempotency-Key` header parameter.
+struct CommonResponses;
+
+impl CommonResponses {
+    fn add(op: &mut Operation, status: &str, description: &str) {
+        if op.responses.responses.contains_key(status) {
+            return;
+        }
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        op.responses
+            .responses
+            .insert(status.to_string(), response.into());
+    }
+
+    fn complete(path: &str, op: &mut Operation, write: bool) {
+        if !path.starts_with("/api/") {
+            return;
+        }
+        Self::add(
+            op,
+            "500",
+            "internal: an unexpected failure (no detail in the body)",
+        );
+        Self::add(
+            op,
+            "503",
+            "unavailable: a command service or the read models did not answer in time; retry (with the same Idempotency-Key for a write)",
+        );
+        if path.contains('{') {
+            Self::add(
+                op,
+                "400",
+                "validation_failed: a path segment that is not valid UTF-8, or invalid input",
+            );
+            Self::add(op, "404", "not_found: no such item (a malformed id too)");
+        }
+        if write {
+            Self::add(
+                op,
+                "400",
+                "validation_failed: invalid input, or an Idempotency-Key over 128 characters",
+            );
+            Self::add(
+                op,
+                "409",
+                "conflict: the Idempotency-Key was used for another request",
+            );
+            Self::add(op, "413", "payload_too_large: a body over 64 KiB");
+            if op.request_body.is_some() {
+                Self::add(
+                    op,
+                    "415",
+                    "unsupported_media_type: a body that is not application/json",
+                );
+            }
+            let key = ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "1-128 characters: a retry with the same key by the same caller within 24 hours returns the first answer",
+                ))
+                .schema(Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(128)),
+                ))
+                .build();
+            let params = op.parameters.get_or_insert_with(Vec::new);
+            if !params.iter().any(|p| p.name == "Idempotency-Key") {
+                params.push(key);
+            }
+        }
+    }
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                Self::complete(path, op, false);
+            }
+            for op in [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                Self::complete(path, op, true);
+            }
+        }
     }
 }

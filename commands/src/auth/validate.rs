@@ -105,6 +105,7 @@ impl PersonName {
     /// # Errors
     /// A message for the field.
     pub fn parse(s: &str) -> Result<Self, &'static str> {
+        crate::text::check(s)?;
         let t = s.trim();
         let n = t.chars().count();
         if !(1..=64).contains(&n) {
@@ -182,6 +183,11 @@ mod tests {
             Ok("Ada".into())
         );
         assert!(PersonName::parse(&"n".repeat(65)).is_err());
+        assert_eq!(
+            PersonName::parse("Ad\u{0}a"),
+            Err(crate::text::CONTROL_CHARACTER)
+        );
+        assert!(Email::parse("a\u{0}@b.c").is_err());
         assert_eq!(age(12), Err("must be an integer from 13 to 130"));
         assert_eq!(age(13), Ok(13));
         assert_eq!(age(130), Ok(130));

@@ -11,6 +11,7 @@ impl MessageContent {
     /// # Errors
     /// Blank (empty after trimming), or longer than 2000 characters.
     pub fn parse(s: &str) -> Result<Self, &'static str> {
+        crate::text::check(s)?;
         if s.trim().is_empty() {
             return Err("must not be empty");
         }
@@ -40,5 +41,10 @@ mod tests {
         );
         assert!(MessageContent::parse(&"é".repeat(2_000)).is_ok());
         assert!(MessageContent::parse(&"é".repeat(2_001)).is_err());
+        assert_eq!(
+            MessageContent::parse("D\u{0}"),
+            Err(crate::text::CONTROL_CHARACTER)
+        );
+        assert!(MessageContent::parse("line\nbreak\ttab").is_ok());
     }
 }

@@ -11,6 +11,7 @@ pub const CATEGORIES: [(&str, &str); 6] = [
 ];
 
 fn text(s: &str, max: usize, trim: bool) -> Result<String, &'static str> {
+    crate::text::check(s)?;
     if s.trim().is_empty() {
         return Err("must not be empty");
     }
@@ -119,6 +120,11 @@ mod tests {
         assert!(PostContent::parse(&"x".repeat(20_001)).is_err());
         assert!(CommentContent::parse(&"x".repeat(5_000)).is_ok());
         assert!(CommentContent::parse(&"x".repeat(5_001)).is_err());
+        use crate::text::CONTROL_CHARACTER;
+        assert_eq!(Title::parse("a\u{0}"), Err(CONTROL_CHARACTER));
+        assert_eq!(PostContent::parse("D\u{0}"), Err(CONTROL_CHARACTER));
+        assert_eq!(CommentContent::parse("\u{1b}[31m"), Err(CONTROL_CHARACTER));
+        assert!(CommentContent::parse("a\r\nb").is_ok());
     }
 
     #[test]

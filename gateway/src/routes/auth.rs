@@ -194,7 +194,11 @@ pub async fn login(
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let mut f = Fields::new(&body);
-    let login = f.string("login");
+    // No account's nickname or e-mail holds a control character: such a
+    // login is refused as input, before any look-up.
+    let login = f.parsed("login", |s| {
+        forum_commands::text::check(s).map(|()| s.to_string())
+    });
     let password = f.string("password");
     f.finish()?;
     let (Some(login), Some(password)) = (login, password) else {

@@ -5,9 +5,9 @@
 //! for the read models (and, for a message, for the recipient's
 //! notification) before answering.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,7 +23,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
-use crate::extract::{AuthUser, Fields, JsonBody, RequestId};
+use crate::extract::{AuthUser, Fields, JsonBody, PathParam, QueryMap, RequestId};
 use crate::routes::paging::{encode_cursor, paging};
 use crate::routes::posts::{path_id, Author};
 use crate::{no_content, time, AppState};
@@ -187,7 +187,7 @@ pub async fn send_message(
     State(state): State<AppState>,
     RequestId(rid): RequestId,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let to = path_id(&id)?;
@@ -243,8 +243,8 @@ pub async fn send_message(
 pub async fn list_messages(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    PathParam(id): PathParam<String>,
+    QueryMap(q): QueryMap,
 ) -> Result<Json<MessagePage>> {
     let mut errors = BTreeMap::new();
     let (limit, before) = paging(&q, 10, 50, &mut errors);
@@ -290,7 +290,7 @@ pub async fn mark_read(
     State(state): State<AppState>,
     RequestId(rid): RequestId,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let other = path_id(&id)?;

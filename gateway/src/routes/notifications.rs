@@ -3,9 +3,9 @@
 //! are created by the notifications service from other events; the only
 //! writes here are read marks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,7 +18,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
-use crate::extract::{AuthUser, JsonBody, RequestId};
+use crate::extract::{AuthUser, JsonBody, QueryMap, RequestId};
 use crate::routes::paging::{encode_cursor, paging};
 use crate::routes::posts::Author;
 use crate::{no_content, time, AppState};
@@ -103,7 +103,7 @@ fn notification_from_row(r: &PgRow) -> Result<Notification> {
 pub async fn list_notifications(
     State(state): State<AppState>,
     user: AuthUser,
-    Query(q): Query<HashMap<String, String>>,
+    QueryMap(q): QueryMap,
 ) -> Result<Json<NotificationPage>> {
     let mut errors = BTreeMap::new();
     let (limit, before) = paging(&q, 20, 100, &mut errors);

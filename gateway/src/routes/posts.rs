@@ -3,9 +3,9 @@
 //! service as commands, wait for the projection (read-your-writes), then
 //! answer from the read views.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, put};
@@ -26,7 +26,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
-use crate::extract::{AuthUser, Fields, JsonBody, MaybeUser, RequestId};
+use crate::extract::{AuthUser, Fields, JsonBody, MaybeUser, PathParam, QueryMap, RequestId};
 use crate::routes::paging::{encode_cursor, paging};
 use crate::{no_content, time, AppState};
 
@@ -448,7 +448,7 @@ pub async fn create_post(
 pub async fn list_posts(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    Query(q): Query<HashMap<String, String>>,
+    QueryMap(q): QueryMap,
 ) -> Result<Json<PostPage>> {
     let mut errors = BTreeMap::new();
     let (limit, before) = paging(&q, 20, 100, &mut errors);
@@ -523,7 +523,7 @@ pub async fn list_posts(
 pub async fn get_post(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Post>> {
     let id = path_id(&id)?;
     load_post(&state, id, user.map(|u| u.user_id))
@@ -545,7 +545,7 @@ pub async fn edit_post(
     State(state): State<AppState>,
     RequestId(rid): RequestId,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Post>> {
     let post_id = path_id(&id)?;
@@ -586,7 +586,7 @@ pub async fn delete_post(
     State(state): State<AppState>,
     RequestId(rid): RequestId,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response> {
     let post_id = path_id(&id)?;
     send(
@@ -611,7 +611,7 @@ pub async fn create_comment(
     State(state): State<AppState>,
     RequestId(rid): RequestId,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let post_id = path_id(&id)?;
@@ -643,8 +643,8 @@ pub async fn create_comment(
 pub async fn list_comments(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    PathParam(id): PathParam<String>,
+    QueryMap(q): QueryMap,
 ) -> Result<Json<CommentPage>> {
     let post_id = path_id(&id)?;
     let mut errors = BTreeMap::new();
@@ -699,7 +699,7 @@ pub async fn edit_comment(
     State(state): State<AppState>,
     RequestId(rid): RequestId,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Comment>> {
     let comment_id = path_id(&id)?;
@@ -732,7 +732,7 @@ pub async fn delete_comment(
     State(state): State<AppState>,
     RequestId(rid): RequestId,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response> {
     let comment_id = path_id(&id)?;
     let command = PostsCommand::DeleteComment(DeleteComment { comment_id });
@@ -790,7 +790,7 @@ pub async fn react_to_post(
     State(state): State<AppState>,
     RequestId(rid): RequestId,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<ReactionState>> {
     react(state, rid, user, TargetKind::Post, &id, body).await
@@ -808,7 +808,7 @@ pub async fn react_to_comment(
     State(state): State<AppState>,
     RequestId(rid): RequestId,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<ReactionState>> {
     react(state, rid, user, TargetKind::Comment, &id, body).await

@@ -1,6 +1,8 @@
 //! User profiles from `read.users`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::PathParam;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -79,7 +81,10 @@ pub async fn load_me(state: &AppState, id: Uuid) -> Result<Option<Me>> {
 #[utoipa::path(get, path = "/api/users/{id}", tag = "users",
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 200, body = User), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<User>> {
+pub async fn get_user(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<User>> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let me = load_me(&state, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(me.user))
