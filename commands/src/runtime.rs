@@ -10,10 +10,17 @@
 //! Grouping concurrent commands into one transaction and one multi-row
 //! insert is what lets an event-sourced write path keep up with a plain
 //! CRUD server: the commit, the lock and the insert are paid once a batch.
+//!
+//! A batch's transaction that fails is classified ([`Class`]): a transient
+//! failure is tried again with a bounded backoff; any other one is data that
+//! cannot be stored (or a bug) and fails again the same way, so the batch is
+//! run once more, bisected into savepoints, until the culprit commands are
+//! alone: they are refused (`400 validation_failed` for data that cannot be
+//! stored) and the rest of the batch commits. See `run_batch`.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use forum_events::{subject::Subjects, Metadata, NewEvent, RecordedEvent, Service};
@@ -24,6 +31,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, watch, Semaphore};
 use uuid::Uuid;
 
+use crate::error::Class;
 use crate::wire::{Envelope, Rejection, Reply};
 use crate::{Error, Result};
 
@@ -66,8 +74,14 @@ pub trait Domain: Send + Sync + 'static {
     /// batch needs, run the pure decisions, write the domain's own
     /// write-model rows. Returns one outcome per command, in order.
     ///
+    /// The runtime may call it again for parts of a batch, in order, each
+    /// inside a savepoint that it may roll back (see `commit_isolating`):
+    /// every call must load its state from `tx` and keep no state of its
+    /// own from one call to the next.
+    ///
     /// # Errors
-    /// Database failure (the whole batch is then retried command by command).
+    /// Database failure: a transient one tries the batch again, any other
+    /// isolates the command(s) that caused it (see [`Domain::unstorable`]).
     fn execute(
         &self,
         tx: &mut PgConnection,
@@ -77,10 +91,11 @@ pub trait Domain: Send + Sync + 'static {
     /// Runs in the append transaction right after the batch's events were
     /// appended and before the commit, with the recorded events (their log
     /// positions now known, in outcome order). Write-model rows that need
-    /// log positions are written here. Does nothing by default.
+    /// log positions are written here. Does nothing by default. Called once
+    /// per [`Domain::execute`] call, with that call's events.
     ///
     /// # Errors
-    /// Database failure (the whole batch is then retried command by command).
+    /// Database failure, handled as [`Domain::execute`]'s.
     fn recorded(
         &self,
         tx: &mut PgConnection,
@@ -88,6 +103,15 @@ pub trait Domain: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send {
         let _ = (tx, events);
         async { Ok(()) }
+    }
+
+    /// The refusal of a command that failed alone because its data cannot
+    /// be stored (SQLSTATE class 22 or 23 in its write-model rows or its
+    /// events, e.g. U+0000 in a text). By default `400 validation_failed`
+    /// on `body`; a domain names the field with [`Rejection::unstorable`].
+    fn unstorable(&self, prepared: &Self::Prepared) -> Rejection {
+        let _ = prepared;
+        Rejection::unstorable([])
     }
 }
 
@@ -101,6 +125,10 @@ pub struct Options {
     /// Test-only fault injection: abort the process right after the first
     /// commit, before anything is published or replied.
     pub abort_after_commit: bool,
+    /// How long a batch is tried again after transient failures (lost
+    /// connection, deadlock, Postgres restarting) before its commands are
+    /// answered [`Rejection::Internal`]; below the callers' timeout.
+    pub retry_for: Duration,
 }
 
 impl Default for Options {
@@ -109,6 +137,7 @@ impl Default for Options {
             max_batch: 256,
             max_in_flight: 4096,
             abort_after_commit: false,
+            retry_for: Duration::from_secs(2),
         }
     }
 }
@@ -253,50 +282,246 @@ async fn batcher<D: Domain>(
     }
 }
 
-/// Decides and appends a batch; on an infrastructure failure, retries each
-/// command alone so one bad command cannot sink the others.
-async fn run_batch<D: Domain>(
+/// The first pause before a batch's transaction is tried again after a
+/// transient failure; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+/// The longest pause between two tries of a batch.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Why a try at a batch's transaction did not commit.
+#[derive(Debug)]
+enum Failed {
+    /// Nothing was committed.
+    RolledBack(Error),
+    /// The commit itself failed without an answer from Postgres (the
+    /// connection was lost): the batch may or may not have been committed,
+    /// so it is not tried again.
+    Unknown(Error),
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed::RolledBack(e)
+    }
+}
+
+impl From<forum_store::Error> for Failed {
+    fn from(e: forum_store::Error) -> Self {
+        Failed::RolledBack(e.into())
+    }
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(e: sqlx::Error) -> Self {
+        Failed::RolledBack(e.into())
+    }
+}
+
+/// Decides and appends a batch in one transaction, and answers every
+/// command of it.
+///
+/// - A [`Class::Transient`] failure (connection lost, pool timeout,
+///   serialization failure, deadlock, Postgres restarting) tries the batch
+///   again after a pause doubling from [`FIRST_BACKOFF`], for at most
+///   [`Options::retry_for`]; then every command is answered
+///   [`Rejection::Unavailable`] (503: nothing was written, try again).
+/// - Any other failure will happen again: it is one command's data (a text
+///   holding U+0000, a value out of range) or a bug. The batch is then run
+///   once more with the culprits isolated by [`commit_isolating`]: they are
+///   refused and every other command commits with its normal reply.
+/// - A commit whose outcome is unknown is never tried again: its commands
+///   are answered [`Rejection::Internal`].
+pub(crate) async fn run_batch<D: Domain>(
     domain: &D,
     pool: &PgPool,
     batch: Vec<(Context, D::Prepared)>,
     options: &Options,
 ) -> Vec<Reply<D::Data>> {
+    let service = D::SERVICE;
     let n = batch.len();
-    match commit(domain, pool, &batch, options).await {
-        Ok(replies) => return replies,
-        Err(e) if n == 1 => {
-            tracing::error!(service = %D::SERVICE, error = %e, "command failed");
-            return vec![Reply::Rejected(Rejection::Internal)];
-        }
-        Err(e) => {
-            tracing::warn!(service = %D::SERVICE, error = %e, n, "batch failed; retrying one by one")
-        }
-    }
-    let mut replies = Vec::with_capacity(n);
-    for item in batch {
-        let one = [item];
-        match commit(domain, pool, &one, options).await {
-            Ok(mut r) => replies.push(r.pop().unwrap_or(Reply::Rejected(Rejection::Internal))),
-            Err(e) => {
-                tracing::error!(service = %D::SERVICE, error = %e, "command failed");
-                replies.push(Reply::Rejected(Rejection::Internal));
+    let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    let mut isolating = false;
+    loop {
+        let tried = if isolating {
+            commit_isolating(domain, pool, &batch, options).await
+        } else {
+            commit(domain, pool, &batch, options).await
+        };
+        let e = match tried {
+            Ok(replies) => return replies,
+            Err(Failed::Unknown(e)) => {
+                tracing::error!(%service, error = %e, n, "commit outcome unknown; not retried");
+                return internal(n);
+            }
+            Err(Failed::RolledBack(e)) => e,
+        };
+        match e.class() {
+            Class::Transient if started.elapsed() + backoff <= options.retry_for => {
+                tracing::warn!(%service, error = %e, n, ?backoff, "batch failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Class::Transient => {
+                tracing::error!(%service, error = %e, n, "batch failed; giving up");
+                return (0..n)
+                    .map(|_| Reply::Rejected(Rejection::Unavailable))
+                    .collect();
+            }
+            _ if n == 1 => {
+                // The culprit is known: no need to run it again.
+                return batch
+                    .iter()
+                    .map(|(ctx, p)| Reply::Rejected(refusal(domain, ctx, p, &e)))
+                    .collect();
+            }
+            _ if !isolating => {
+                tracing::warn!(
+                    %service, error = %e, n,
+                    "batch failed and would again; running it again with the culprits isolated"
+                );
+                isolating = true;
+            }
+            _ => {
+                // Outside any command (the lock or the commit itself).
+                tracing::error!(%service, error = %e, n, "batch failed; giving up");
+                return internal(n);
             }
         }
     }
-    replies
 }
 
+fn internal<T>(n: usize) -> Vec<Reply<T>> {
+    (0..n)
+        .map(|_| Reply::Rejected(Rejection::Internal))
+        .collect()
+}
+
+/// The answer to a command that failed alone with `e`.
+fn refusal<D: Domain>(domain: &D, ctx: &Context, prepared: &D::Prepared, e: &Error) -> Rejection {
+    let service = D::SERVICE;
+    let command_id = ctx.command_id;
+    match e.class() {
+        Class::Unstorable => {
+            tracing::warn!(%service, %command_id, error = %e, "command refused: its data cannot be stored");
+            domain.unstorable(prepared)
+        }
+        Class::Conflict => {
+            tracing::warn!(%service, %command_id, error = %e, "command refused: conflict");
+            Rejection::Conflict("this change conflicts with what is stored".into())
+        }
+        Class::Transient => {
+            tracing::error!(%service, %command_id, error = %e, "command failed; the database is unavailable");
+            Rejection::Unavailable
+        }
+        Class::Permanent => {
+            tracing::error!(%service, %command_id, error = %e, "command failed");
+            Rejection::Internal
+        }
+    }
+}
+
+/// One try at the whole batch in one transaction, without savepoints (the
+/// fast path).
 async fn commit<D: Domain>(
     domain: &D,
     pool: &PgPool,
     batch: &[(Context, D::Prepared)],
     options: &Options,
-) -> Result<Vec<Reply<D::Data>>> {
-    let service = D::SERVICE;
+) -> std::result::Result<Vec<Reply<D::Data>>, Failed> {
     let mut tx = pool.begin().await?;
-    log::lock(&mut tx, service).await?;
-    let outcomes = domain.execute(&mut tx, batch).await?;
+    log::lock(&mut tx, D::SERVICE).await?;
     let now = chrono::Utc::now().timestamp_micros();
+    let (replies, written) = step(domain, &mut tx, batch, now).await?;
+    finish(tx, options, written).await?;
+    Ok(replies)
+}
+
+/// One try at a batch known to hold commands that cannot be stored, in one
+/// transaction: the batch is bisected, each part run inside a savepoint
+/// (`SAVEPOINT`, then `RELEASE` or `ROLLBACK TO`). A part that fails other
+/// than transiently is rolled back to its savepoint and split in two, down
+/// to single commands, which are refused; the others commit together.
+///
+/// Later commands may depend on what a refused command would have done (a
+/// comment on a post created earlier in the batch, the next version of a
+/// post's stream). The choice: **the remainder is decided again against
+/// the state without the refused command.** Each part is decided by its own
+/// [`Domain::execute`] call, which loads its state from the transaction, and
+/// the transaction no longer holds anything of a part rolled back to its
+/// savepoint: no write-model row, no event, no in-memory fold (the domain's
+/// in-memory state lives only inside one `execute` call). Parts run in the
+/// batch's order, so the outcome is that of deciding the accepted commands
+/// one after another in arrival order, as if the refused ones had never
+/// been sent: a comment on a refused post is `NotFound`, the next edit of a
+/// post takes the version the refused edit would have taken.
+///
+/// With k culprits among n commands this costs O(k log n) parts in one
+/// transaction and one commit.
+async fn commit_isolating<D: Domain>(
+    domain: &D,
+    pool: &PgPool,
+    batch: &[(Context, D::Prepared)],
+    options: &Options,
+) -> std::result::Result<Vec<Reply<D::Data>>, Failed> {
+    let mut tx = pool.begin().await?;
+    log::lock(&mut tx, D::SERVICE).await?;
+    let now = chrono::Utc::now().timestamp_micros();
+    let n = batch.len();
+    let mut replies: Vec<Option<Reply<D::Data>>> = (0..n).map(|_| None).collect();
+    let mut written = false;
+    // Parts still to run, the next one last. The whole batch already failed
+    // once: start from its halves.
+    let mut parts = vec![(n / 2, n), (0, n / 2)];
+    while let Some((from, to)) = parts.pop() {
+        if from == to {
+            continue;
+        }
+        let part = &batch[from..to];
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        match step(domain, &mut savepoint, part, now).await {
+            Ok((part_replies, part_written)) => {
+                savepoint.commit().await?;
+                written |= part_written;
+                for (slot, reply) in replies[from..to].iter_mut().zip(part_replies) {
+                    *slot = Some(reply);
+                }
+            }
+            Err(e) => {
+                // A lost connection fails here too, and ends this try.
+                savepoint.rollback().await?;
+                if e.class() == Class::Transient {
+                    return Err(Failed::RolledBack(e));
+                }
+                if to - from == 1 {
+                    let (ctx, prepared) = &batch[from];
+                    replies[from] = Some(Reply::Rejected(refusal(domain, ctx, prepared, &e)));
+                } else {
+                    let mid = from + (to - from) / 2;
+                    parts.push((mid, to));
+                    parts.push((from, mid));
+                }
+            }
+        }
+    }
+    finish(tx, options, written).await?;
+    Ok(replies
+        .into_iter()
+        .map(|r| r.unwrap_or(Reply::Rejected(Rejection::Internal)))
+        .collect())
+}
+
+/// Decides `batch` with `domain`, appends its events, lets the domain write
+/// what needs their positions, and builds the replies (final once the
+/// transaction commits). Returns them and whether any event was written.
+async fn step<D: Domain>(
+    domain: &D,
+    tx: &mut PgConnection,
+    batch: &[(Context, D::Prepared)],
+    now: i64,
+) -> Result<(Vec<Reply<D::Data>>, bool)> {
+    let service = D::SERVICE;
+    let outcomes = domain.execute(tx, batch).await?;
     let mut pending = Vec::new();
     let mut counts = Vec::with_capacity(outcomes.len());
     for ((ctx, _), outcome) in batch.iter().zip(&outcomes) {
@@ -315,24 +540,21 @@ async fn commit<D: Domain>(
             },
         }));
     }
-    let recorded = log::append(&mut tx, service, pending).await?;
+    let recorded = log::append(tx, service, pending).await?;
     if !recorded.is_empty() {
-        domain.recorded(&mut tx, &recorded).await?;
-    }
-    tx.commit().await?;
-    if options.abort_after_commit && !recorded.is_empty() {
-        tracing::error!("fault injection: aborting after commit, before publish");
-        std::process::abort();
+        domain.recorded(tx, &recorded).await?;
     }
     let mut at = 0usize;
     let mut replies = Vec::with_capacity(outcomes.len());
     for (outcome, count) in outcomes.into_iter().zip(counts) {
         replies.push(match outcome {
             Ok((_, data)) => {
-                let positions = if count == 0 {
-                    Vec::new()
-                } else {
-                    vec![(service, recorded[at + count - 1].position)]
+                let positions = match count {
+                    0 => Vec::new(),
+                    _ => recorded
+                        .get(at + count - 1)
+                        .map(|last| vec![(service, last.position)])
+                        .unwrap_or_default(),
                 };
                 at += count;
                 Reply::Accepted { positions, data }
@@ -340,8 +562,494 @@ async fn commit<D: Domain>(
             Err(rejection) => Reply::Rejected(rejection),
         });
     }
-    Ok(replies)
+    Ok((replies, !recorded.is_empty()))
+}
+
+/// Commits; tells a commit Postgres refused (nothing committed) from one
+/// whose answer was lost (outcome unknown).
+async fn finish(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    options: &Options,
+    written: bool,
+) -> std::result::Result<(), Failed> {
+    match tx.commit().await {
+        Ok(()) => {}
+        Err(e @ sqlx::Error::Database(_)) => return Err(Failed::RolledBack(e.into())),
+        Err(e) => return Err(Failed::Unknown(e.into())),
+    }
+    if options.abort_after_commit && written {
+        tracing::error!("fault injection: aborting after commit, before publish");
+        std::process::abort();
+    }
+    Ok(())
 }
 
 /// How long a caller waits for a service's reply by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the tests of this crate that need Postgres share: a fresh database
+/// with the migrations applied, on the server at `FORUM_TEST_PG` (default
+/// `postgres://postgres@127.0.0.1:5432`).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A fresh, migrated database, dropped with the value.
+    pub(crate) struct TestDb {
+        pub(crate) pool: PgPool,
+        server: String,
+        name: String,
+    }
+
+    impl TestDb {
+        pub(crate) async fn new() -> TestDb {
+            let server = std::env::var("FORUM_TEST_PG")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            let name = format!("forum_cmd_t_{}", &Uuid::new_v4().simple().to_string()[..16]);
+            let url = format!("{server}/{name}");
+            forum_store::setup::create_database(&url)
+                .await
+                .expect("create the test database");
+            let pool = forum_store::setup::connect_pg(&url, 4)
+                .await
+                .expect("connect to the test database");
+            forum_store::setup::migrate(&pool).await.expect("migrate");
+            TestDb { pool, server, name }
+        }
+    }
+
+    impl Drop for TestDb {
+        /// Best effort, panicking tests included: the database is dropped
+        /// with `psql`, its connections forced out.
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("psql")
+                .args(["-d", &format!("{}/postgres", self.server), "-q", "-c"])
+                .arg(format!(
+                    "drop database if exists {} with (force)",
+                    self.name
+                ))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+
+    /// A context with fresh ids, acting as `actor`.
+    pub(crate) fn ctx(actor: Uuid) -> Context {
+        Context {
+            command_id: Uuid::now_v7(),
+            correlation_id: Uuid::now_v7(),
+            actor: Some(actor),
+        }
+    }
+
+    /// The (stream, version, causation id, recorded at) of every event of
+    /// `service`'s log, in position order; asserts the positions have no
+    /// gaps.
+    pub(crate) async fn log_of(pool: &PgPool, service: Service) -> Vec<(Uuid, u32, Uuid, i64)> {
+        let mut conn = pool.acquire().await.expect("connection");
+        let events = log::read_after(&mut conn, service, 0, 10_000)
+            .await
+            .expect("read the log");
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.position, i as u64 + 1, "positions without gaps");
+        }
+        events
+            .into_iter()
+            .map(|e| {
+                (
+                    e.stream_id,
+                    e.version,
+                    e.metadata.causation_id,
+                    e.metadata.recorded_at_us,
+                )
+            })
+            .collect()
+    }
+
+    /// The rejection of a refused reply.
+    pub(crate) fn rejection<T: std::fmt::Debug>(reply: &Reply<T>) -> Option<&Rejection> {
+        match reply {
+            Reply::Rejected(r) => Some(r),
+            Reply::Accepted { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The runtime against a real Postgres, with a small domain of notes:
+    //! `notes.notes` is its write model (a text column, so U+0000 cannot be
+    //! stored), its events go to the posts log of a fresh database.
+
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use sqlx::Row;
+
+    use super::testing::{ctx, log_of, rejection, TestDb};
+    use super::*;
+    use crate::wire::UNSTORABLE_TEXT;
+
+    enum Note {
+        /// A new note (refused when it exists).
+        Create { id: Uuid, text: String },
+        /// Appends to a note (refused when it does not exist).
+        Append { id: Uuid, text: String },
+        /// Fails with a bug (a missing table) when decided.
+        Bug,
+        /// An event at version 1 of `id`'s stream, however far it is.
+        Forge { id: Uuid },
+    }
+
+    #[derive(Default)]
+    struct Notes {
+        /// How many more `execute` calls fail with a serialization failure.
+        transient: AtomicUsize,
+        /// How many `execute` calls ran.
+        executions: AtomicUsize,
+    }
+
+    impl Domain for Notes {
+        const SERVICE: Service = Service::Posts;
+        type Command = ();
+        type Prepared = Note;
+        type Data = Uuid;
+
+        async fn prepare(&self, _: &Context, _: ()) -> std::result::Result<Note, Rejection> {
+            Err(Rejection::Internal)
+        }
+
+        async fn execute(
+            &self,
+            tx: &mut PgConnection,
+            batch: &[(Context, Note)],
+        ) -> Result<Vec<Outcome<Uuid>>> {
+            self.executions.fetch_add(1, Ordering::SeqCst);
+            let left = self.transient.load(Ordering::SeqCst);
+            if left > 0 {
+                self.transient.store(left - 1, Ordering::SeqCst);
+                sqlx::query(
+                    "do $$ begin raise exception 'injected' using errcode = '40001'; end $$",
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            let ids: Vec<Uuid> = batch
+                .iter()
+                .filter_map(|(_, n)| match n {
+                    Note::Create { id, .. } | Note::Append { id, .. } => Some(*id),
+                    Note::Bug | Note::Forge { .. } => None,
+                })
+                .collect();
+            let mut world: HashMap<Uuid, (String, u32)> = HashMap::new();
+            for r in sqlx::query("select id, text, version from notes.notes where id = any($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                world.insert(
+                    r.try_get("id")?,
+                    (r.try_get("text")?, r.try_get::<i32, _>("version")? as u32),
+                );
+            }
+            let mut dirty = Vec::new();
+            let mut outcomes = Vec::new();
+            for (_, note) in batch {
+                let event = |id: Uuid, version: u32, text: &str| NewEvent {
+                    stream_id: id,
+                    version,
+                    event_id: Uuid::now_v7(),
+                    event_type: "note_changed",
+                    schema_version: 1,
+                    payload: text.as_bytes().to_vec(),
+                };
+                outcomes.push(match note {
+                    Note::Create { id, .. } if world.contains_key(id) => {
+                        Err(Rejection::Conflict("exists".into()))
+                    }
+                    Note::Create { id, text } => {
+                        world.insert(*id, (text.clone(), 1));
+                        dirty.push(*id);
+                        Ok((vec![event(*id, 1, text)], *id))
+                    }
+                    Note::Append { id, text } => match world.get_mut(id) {
+                        None => Err(Rejection::NotFound),
+                        Some((t, v)) => {
+                            t.push_str(text);
+                            *v += 1;
+                            dirty.push(*id);
+                            Ok((vec![event(*id, *v, text)], *id))
+                        }
+                    },
+                    Note::Bug => {
+                        sqlx::query("select * from notes.no_such_table")
+                            .execute(&mut *tx)
+                            .await?;
+                        Err(Rejection::Internal)
+                    }
+                    Note::Forge { id } => Ok((vec![event(*id, 1, "forged")], *id)),
+                });
+            }
+            for id in dirty {
+                let Some((text, version)) = world.get(&id) else {
+                    continue;
+                };
+                sqlx::query(
+                    "insert into notes.notes (id, text, version) values ($1, $2, $3)
+                     on conflict (id) do update set text = excluded.text, version = excluded.version",
+                )
+                .bind(id)
+                .bind(text)
+                .bind(*version as i32)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(outcomes)
+        }
+
+        fn unstorable(&self, prepared: &Note) -> Rejection {
+            match prepared {
+                Note::Create { text, .. } | Note::Append { text, .. } => {
+                    Rejection::unstorable([("text", text.as_str())])
+                }
+                Note::Bug | Note::Forge { .. } => Rejection::unstorable([]),
+            }
+        }
+    }
+
+    async fn notes_db() -> TestDb {
+        let db = TestDb::new().await;
+        sqlx::query("create schema notes")
+            .execute(&db.pool)
+            .await
+            .expect("schema");
+        sqlx::query(
+            "create table notes.notes (id uuid primary key, text text not null, version int not null)",
+        )
+        .execute(&db.pool)
+        .await
+        .expect("table");
+        db
+    }
+
+    async fn notes(pool: &PgPool) -> HashMap<Uuid, (String, i32)> {
+        sqlx::query("select id, text, version from notes.notes")
+            .fetch_all(pool)
+            .await
+            .expect("notes")
+            .into_iter()
+            .map(|r| (r.get("id"), (r.get("text"), r.get("version"))))
+            .collect()
+    }
+
+    fn create(text: &str) -> (Context, Note) {
+        (
+            ctx(Uuid::nil()),
+            Note::Create {
+                id: Uuid::now_v7(),
+                text: text.into(),
+            },
+        )
+    }
+
+    fn append(id: Uuid, text: &str) -> (Context, Note) {
+        (
+            ctx(Uuid::nil()),
+            Note::Append {
+                id,
+                text: text.into(),
+            },
+        )
+    }
+
+    fn id_of(item: &(Context, Note)) -> Uuid {
+        match &item.1 {
+            Note::Create { id, .. } | Note::Append { id, .. } | Note::Forge { id } => *id,
+            Note::Bug => Uuid::nil(),
+        }
+    }
+
+    fn unstorable_text() -> Rejection {
+        Rejection::Validation(vec![("text".into(), UNSTORABLE_TEXT.into())])
+    }
+
+    #[tokio::test]
+    async fn a_command_whose_text_cannot_be_stored_is_refused_and_the_rest_of_its_batch_commits() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        let a = create("a");
+        let b = create("b\0");
+        let (a_id, b_id) = (id_of(&a), id_of(&b));
+        let c = create("c");
+        let d = create("\0d");
+        let c_id = id_of(&c);
+        let batch = vec![
+            a,
+            b,
+            append(b_id, " depends on b"),
+            append(a_id, "+1"),
+            c,
+            d,
+        ];
+        let causes: Vec<Uuid> = batch.iter().map(|(ctx, _)| ctx.command_id).collect();
+        let replies = run_batch(&domain, &db.pool, batch, &Options::default()).await;
+
+        let refused: Vec<Option<&Rejection>> = replies.iter().map(rejection).collect();
+        let text = unstorable_text();
+        assert_eq!(
+            refused,
+            [
+                None,
+                Some(&text),
+                Some(&Rejection::NotFound),
+                None,
+                None,
+                Some(&text)
+            ],
+            "{replies:?}"
+        );
+        // The accepted replies carry the positions of their last events.
+        let positions: Vec<Vec<(Service, u64)>> = replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Accepted { positions, .. } => Some(positions.clone()),
+                Reply::Rejected(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            positions,
+            [
+                vec![(Service::Posts, 1)],
+                vec![(Service::Posts, 2)],
+                vec![(Service::Posts, 3)]
+            ]
+        );
+        let log = log_of(&db.pool, Service::Posts).await;
+        let written: Vec<(Uuid, u32, Uuid)> = log.iter().map(|e| (e.0, e.1, e.2)).collect();
+        assert_eq!(
+            written,
+            [
+                (a_id, 1, causes[0]),
+                (a_id, 2, causes[3]),
+                (c_id, 1, causes[4])
+            ]
+        );
+        assert!(
+            log.iter().all(|e| e.3 == log[0].3),
+            "one transaction, one time: {log:?}"
+        );
+        let stored = notes(&db.pool).await;
+        assert_eq!(stored.len(), 2, "{stored:?}");
+        assert_eq!(stored[&a_id], ("a+1".to_string(), 2));
+        assert_eq!(stored[&c_id], ("c".to_string(), 1));
+    }
+
+    #[tokio::test]
+    async fn a_later_command_is_decided_without_the_refused_one_before_it() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        let first = create("x");
+        let id = id_of(&first);
+        let replies = run_batch(&domain, &db.pool, vec![first], &Options::default()).await;
+        assert!(rejection(&replies[0]).is_none(), "{replies:?}");
+
+        // Every edit would take version 2: the refused one must not.
+        let batch = vec![
+            append(id, "bad\0"),
+            append(id, "y"),
+            append(id, "\0"),
+            append(id, "z"),
+        ];
+        let replies = run_batch(&domain, &db.pool, batch, &Options::default()).await;
+        let refused: Vec<Option<&Rejection>> = replies.iter().map(rejection).collect();
+        let text = unstorable_text();
+        assert_eq!(refused, [Some(&text), None, Some(&text), None]);
+        let versions: Vec<u32> = log_of(&db.pool, Service::Posts)
+            .await
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(notes(&db.pool).await[&id], ("xyz".to_string(), 3));
+    }
+
+    #[tokio::test]
+    async fn a_command_failing_for_another_reason_is_internal_and_the_others_commit() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        let a = create("a");
+        let a_id = id_of(&a);
+        // An event at a (stream, version) already taken fails the append
+        // itself with a unique-key conflict.
+        let forged = (ctx(Uuid::nil()), Note::Forge { id: a_id });
+        let batch = vec![a, (ctx(Uuid::nil()), Note::Bug), create("c"), forged];
+        let replies = run_batch(&domain, &db.pool, batch, &Options::default()).await;
+        let refused: Vec<Option<&Rejection>> = replies.iter().map(rejection).collect();
+        assert_eq!(
+            refused,
+            [
+                None,
+                Some(&Rejection::Internal),
+                None,
+                Some(&Rejection::Conflict(
+                    "this change conflicts with what is stored".into()
+                ))
+            ]
+        );
+        assert_eq!(log_of(&db.pool, Service::Posts).await.len(), 2);
+        assert_eq!(notes(&db.pool).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lone_command_that_cannot_be_stored_is_refused_without_a_second_try() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        let replies = run_batch(&domain, &db.pool, vec![create("\0")], &Options::default()).await;
+        assert_eq!(rejection(&replies[0]), Some(&unstorable_text()));
+        assert_eq!(domain.executions.load(Ordering::SeqCst), 1);
+        assert!(log_of(&db.pool, Service::Posts).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_tried_again_until_the_batch_commits() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        domain.transient.store(2, Ordering::SeqCst);
+        let replies = run_batch(
+            &domain,
+            &db.pool,
+            vec![create("a"), create("b")],
+            &Options::default(),
+        )
+        .await;
+        assert!(
+            replies.iter().all(|r| rejection(r).is_none()),
+            "{replies:?}"
+        );
+        assert_eq!(domain.executions.load(Ordering::SeqCst), 3);
+        assert_eq!(log_of(&db.pool, Service::Posts).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn transient_failures_past_the_retry_budget_are_unavailable_and_write_nothing() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        domain.transient.store(usize::MAX, Ordering::SeqCst);
+        let options = Options {
+            retry_for: Duration::from_millis(300),
+            ..Options::default()
+        };
+        let started = Instant::now();
+        let replies = run_batch(&domain, &db.pool, vec![create("a"), create("b")], &options).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(
+            replies.iter().map(rejection).collect::<Vec<_>>(),
+            [Some(&Rejection::Unavailable), Some(&Rejection::Unavailable)]
+        );
+        let tries = domain.executions.load(Ordering::SeqCst);
+        assert!((2..=10).contains(&tries), "{tries} tries");
+        assert!(log_of(&db.pool, Service::Posts).await.is_empty());
+        assert!(notes(&db.pool).await.is_empty());
+    }
+}

@@ -56,6 +56,31 @@ pub enum Rejection {
     Conflict(String),
     /// The service failed; the command had no effect.
     Internal,
+    /// The service's database failed for a while (a lost connection, a
+    /// restart); the command had no effect and may be tried again. Appended
+    /// last: postcard numbers variants in order.
+    Unavailable,
+}
+
+/// The message of a text field the service cannot store.
+pub const UNSTORABLE_TEXT: &str = "this text cannot be stored";
+
+/// The field and message of a command whose data cannot be stored when no
+/// single text field is to blame.
+pub const UNSTORABLE_BODY: (&str, &str) = ("body", "this data cannot be stored");
+
+impl Rejection {
+    /// The refusal of a command whose data the service's write model or log
+    /// cannot store (the gateway answers `400 validation_failed`): it names
+    /// the first of `texts` (field, value) holding U+0000, the one character
+    /// a Postgres text cannot hold, or else [`UNSTORABLE_BODY`].
+    pub fn unstorable<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let (field, message) = texts
+            .into_iter()
+            .find(|(_, text)| text.contains('\0'))
+            .map_or(UNSTORABLE_BODY, |(field, _)| (field, UNSTORABLE_TEXT));
+        Rejection::Validation(vec![(field.to_string(), message.to_string())])
+    }
 }
 
 /// The answer to a command.
@@ -87,5 +112,27 @@ impl<T: DeserializeOwned> Reply<T> {
     /// When the bytes are not exactly one reply of this type.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         codec::decode(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unstorable_command_names_the_text_holding_a_nul() {
+        let r = Rejection::unstorable([("title", "fine"), ("content", "a\0b"), ("x", "\0")]);
+        assert_eq!(
+            r,
+            Rejection::Validation(vec![("content".into(), UNSTORABLE_TEXT.into())])
+        );
+    }
+
+    #[test]
+    fn an_unstorable_command_without_a_nul_blames_its_body() {
+        assert_eq!(
+            Rejection::unstorable([("title", "fine")]),
+            Rejection::Validation(vec![(UNSTORABLE_BODY.0.into(), UNSTORABLE_BODY.1.into())])
+        );
     }
 }

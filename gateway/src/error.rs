@@ -168,6 +168,9 @@ impl From<Rejection> for ApiError {
             Rejection::Forbidden => ApiError::Forbidden,
             Rejection::NotFound => ApiError::NotFound,
             Rejection::Conflict(m) => ApiError::Conflict(m),
+            Rejection::Unavailable => {
+                ApiError::Unavailable("the service's database is unavailable".into())
+            }
             Rejection::Internal => {
                 ApiError::Internal("the service refused with an internal error".into())
             }

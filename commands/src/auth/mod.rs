@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::error::{sqlx_class, Class};
 use crate::runtime::{Context, Domain, Outcome};
 use crate::wire::Rejection;
 use crate::Result;
@@ -199,9 +200,13 @@ impl Domain for Auth {
                 .bind(&key)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "login look-up failed");
-                    Rejection::Internal
+                .or_else(|e| match sqlx_class(&e) {
+                    // A login no account can hold (U+0000): unknown.
+                    Class::Unstorable => Ok(None),
+                    _ => {
+                        tracing::error!(error = %e, "login look-up failed");
+                        Err(Rejection::Internal)
+                    }
                 })?;
                 let (user_id, hash) = match row {
                     Some(r) => (
@@ -337,6 +342,18 @@ impl Domain for Auth {
         write_model(tx, &accepted).await?;
         Ok(outcomes)
     }
+
+    fn unstorable(&self, prepared: &Prepared) -> Rejection {
+        match prepared {
+            Prepared::Register(a) => Rejection::unstorable([
+                ("nickname", a.nickname.as_str()),
+                ("email", &a.email),
+                ("first_name", &a.first_name),
+                ("last_name", &a.last_name),
+            ]),
+            Prepared::Login { .. } | Prepared::Logout { .. } => Rejection::unstorable([]),
+        }
+    }
 }
 
 /// The stream and version an auth event is stored under.
@@ -385,4 +402,63 @@ async fn write_model(tx: &mut PgConnection, events: &[AuthEvent]) -> Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::testing::{ctx, log_of, rejection, TestDb};
+    use crate::runtime::{run_batch, Options};
+    use crate::wire::UNSTORABLE_TEXT;
+
+    fn register(nickname: &str) -> (Context, Prepared) {
+        let now = now_us();
+        (
+            ctx(Uuid::nil()),
+            Prepared::Register(NewAccount {
+                user_id: Uuid::now_v7(),
+                session_id: Uuid::new_v4(),
+                nickname: nickname.into(),
+                email: format!("{}@example.org", nickname.replace('\0', "")),
+                password_hash: "$argon2id$not-a-real-hash".into(),
+                first_name: "Test".into(),
+                last_name: "User".into(),
+                age: 30,
+                gender: Gender::Unspecified,
+                registered_at_us: now,
+                expires_at_us: now + 1_000_000,
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_registration_whose_nickname_cannot_be_stored_is_refused_and_the_others_register() {
+        let db = TestDb::new().await;
+        let auth = Auth::new(db.pool.clone(), Duration::from_secs(60));
+        let batch = vec![register("ada"), register("b\0b"), register("cyd")];
+        let replies = run_batch(&auth, &db.pool, batch, &Options::default()).await;
+        let refused: Vec<Option<&Rejection>> = replies.iter().map(rejection).collect();
+        let nickname = Rejection::Validation(vec![("nickname".into(), UNSTORABLE_TEXT.into())]);
+        assert_eq!(refused, [None, Some(&nickname), None], "{replies:?}");
+        // Two events each (account, first session).
+        assert_eq!(log_of(&db.pool, Service::Auth).await.len(), 4);
+        let mut keys: Vec<String> = sqlx::query_scalar("select nickname_key from auth.accounts")
+            .fetch_all(&db.pool)
+            .await
+            .expect("accounts");
+        keys.sort();
+        assert_eq!(keys, ["ada", "cyd"]);
+    }
+
+    #[tokio::test]
+    async fn a_login_no_account_can_hold_is_invalid_credentials_not_internal() {
+        let db = TestDb::new().await;
+        let auth = Auth::new(db.pool.clone(), Duration::from_secs(60));
+        let login = AuthCommand::Login(Login {
+            login: "a\0b".into(),
+            password: "password".into(),
+        });
+        let prepared = auth.prepare(&ctx(Uuid::nil()), login).await;
+        assert_eq!(prepared.err(), Some(Rejection::InvalidCredentials));
+    }
 }

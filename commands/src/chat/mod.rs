@@ -200,6 +200,13 @@ impl Domain for Chat {
         Ok(outcomes)
     }
 
+    fn unstorable(&self, prepared: &Prepared) -> Rejection {
+        match &prepared.kind {
+            Kind::Send(m) => Rejection::unstorable([("content", m.content.as_str())]),
+            Kind::MarkRead(_) => Rejection::unstorable([]),
+        }
+    }
+
     async fn recorded(&self, tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<()> {
         let (mut ids, mut conversations, mut froms, mut tos, mut positions) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());

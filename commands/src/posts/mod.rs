@@ -232,13 +232,28 @@ impl Domain for Posts {
         let mut dirty_posts = HashSet::new();
         let mut dirty_comments = HashSet::new();
         let mut dirty_reactions = HashSet::new();
+        // A post's row is written once, in its state after the whole batch;
+        // texts an earlier command of the batch gave it and a later one
+        // replaced never reach the table. They must be storable all the
+        // same, or whether a command is accepted would depend on what else
+        // is in its batch: they are sent to Postgres to be checked.
+        let mut batch_texts = HashSet::new();
+        let mut replaced_texts = Vec::new();
         for (_, p) in batch {
             let decided = decide_one(&world, p);
             outcomes.push(decided.map(|(events, data)| {
                 let mut stored = Vec::with_capacity(events.len());
                 for event in &events {
-                    decide::apply(&mut world, event);
                     let post_id = event.post_id();
+                    if let PostEvent::PostCreated(_) | PostEvent::PostEdited(_) = event {
+                        if !batch_texts.insert(post_id) {
+                            if let Some(p) = world.posts.get(&post_id) {
+                                replaced_texts.extend([p.title.clone(), p.content.clone()]);
+                                replaced_texts.extend(p.categories.iter().cloned());
+                            }
+                        }
+                    }
+                    decide::apply(&mut world, event);
                     dirty_posts.insert(post_id);
                     match event {
                         PostEvent::CommentCreated(e) => {
@@ -261,8 +276,31 @@ impl Domain for Posts {
                 (stored, data)
             }));
         }
+        if !replaced_texts.is_empty() {
+            sqlx::query("select count(*) from unnest($1::text[])")
+                .bind(&replaced_texts)
+                .execute(&mut *tx)
+                .await?;
+        }
         write_model(tx, &world, &dirty_posts, &dirty_comments, &dirty_reactions).await?;
         Ok(outcomes)
+    }
+
+    fn unstorable(&self, prepared: &Prepared) -> Rejection {
+        let texts: Vec<(&str, &str)> = match &prepared.kind {
+            Kind::CreatePost(n) => [("title", n.title.as_str()), ("content", &n.content)]
+                .into_iter()
+                .chain(n.categories.iter().map(|c| ("categories", c.as_str())))
+                .collect(),
+            Kind::EditPost(e) => (e.edit.title.iter().map(|t| ("title", t.as_str())))
+                .chain(e.edit.content.iter().map(|c| ("content", c.as_str())))
+                .chain((e.edit.categories.iter().flatten()).map(|c| ("categories", c.as_str())))
+                .collect(),
+            Kind::CreateComment(n) => vec![("content", n.content.as_str())],
+            Kind::EditComment(e) => vec![("content", e.content.as_str())],
+            Kind::DeletePost(_) | Kind::DeleteComment(_) | Kind::SetReaction(_) => Vec::new(),
+        };
+        Rejection::unstorable(texts)
     }
 }
 
@@ -496,4 +534,166 @@ async fn write_model(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::*;
+    use crate::runtime::testing::{ctx, log_of, rejection, TestDb};
+    use crate::runtime::{run_batch, Options};
+    use crate::wire::UNSTORABLE_TEXT;
+
+    fn prepared(actor: Uuid, kind: Kind) -> (Context, Prepared) {
+        let at_us = chrono::Utc::now().timestamp_micros();
+        (ctx(actor), Prepared { actor, at_us, kind })
+    }
+
+    fn new_post(author: Uuid, title: &str, content: &str) -> NewPost {
+        NewPost {
+            post_id: Uuid::now_v7(),
+            author_id: author,
+            author_nickname: "ada".into(),
+            title: title.into(),
+            content: content.into(),
+            categories: vec!["general".into()],
+            at_us: chrono::Utc::now().timestamp_micros(),
+        }
+    }
+
+    fn comment(author: Uuid, post_id: Uuid) -> Kind {
+        Kind::CreateComment(NewComment {
+            comment_id: Uuid::now_v7(),
+            post_id,
+            author_id: author,
+            author_nickname: "ada".into(),
+            content: "a comment".into(),
+            at_us: chrono::Utc::now().timestamp_micros(),
+        })
+    }
+
+    fn unstorable(field: &str) -> Rejection {
+        Rejection::Validation(vec![(field.into(), UNSTORABLE_TEXT.into())])
+    }
+
+    #[tokio::test]
+    async fn a_post_whose_text_cannot_be_stored_is_refused_with_what_depends_on_it_and_the_rest_commits(
+    ) {
+        let db = TestDb::new().await;
+        let posts = Posts::new(db.pool.clone());
+        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let good = new_post(ada, "one", "fine");
+        let bad = new_post(ada, "two", "nul \0 inside");
+        let (good_id, bad_id) = (good.post_id, bad.post_id);
+        let batch = vec![
+            prepared(ada, Kind::CreatePost(good)),
+            prepared(ada, Kind::CreatePost(bad)),
+            prepared(ada, comment(ada, bad_id)),
+            prepared(ada, comment(ada, good_id)),
+            prepared(
+                ada,
+                Kind::EditPost(EditPost {
+                    post_id: good_id,
+                    edit: PostEdit {
+                        title: Some("t\0".into()),
+                        ..PostEdit::default()
+                    },
+                }),
+            ),
+            prepared(
+                bob,
+                Kind::SetReaction(SetReaction {
+                    target: TargetKind::Post,
+                    target_id: good_id,
+                    reaction: Reaction::Like,
+                }),
+            ),
+        ];
+        let replies = run_batch(&posts, &db.pool, batch, &Options::default()).await;
+        let refused: Vec<Option<&Rejection>> = replies.iter().map(rejection).collect();
+        assert_eq!(
+            refused,
+            [
+                None,
+                Some(&unstorable("content")),
+                Some(&Rejection::NotFound),
+                None,
+                Some(&unstorable("title")),
+                None
+            ],
+            "{replies:?}"
+        );
+        let log = log_of(&db.pool, Service::Posts).await;
+        let streams: Vec<(Uuid, u32)> = log.iter().map(|e| (e.0, e.1)).collect();
+        assert_eq!(streams, [(good_id, 1), (good_id, 2), (good_id, 3)]);
+        let rows =
+            sqlx::query("select post_id, title, version, likes, comment_count from posts.posts")
+                .fetch_all(&db.pool)
+                .await
+                .expect("posts");
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(row.get::<Uuid, _>("post_id"), good_id);
+        assert_eq!(row.get::<String, _>("title"), "one");
+        assert_eq!(row.get::<i32, _>("version"), 3);
+        assert_eq!(row.get::<i32, _>("likes"), 1);
+        assert_eq!(row.get::<i32, _>("comment_count"), 1);
+        let comments: i64 = sqlx::query_scalar("select count(*) from posts.comments")
+            .fetch_one(&db.pool)
+            .await
+            .expect("comments");
+        assert_eq!(comments, 1);
+    }
+
+    fn edit(actor: Uuid, post_id: Uuid, title: &str) -> (Context, Prepared) {
+        let edit = PostEdit {
+            title: Some(title.into()),
+            ..PostEdit::default()
+        };
+        prepared(actor, Kind::EditPost(EditPost { post_id, edit }))
+    }
+
+    #[tokio::test]
+    async fn an_edit_that_cannot_be_stored_is_refused_even_when_a_later_edit_of_its_batch_replaces_it(
+    ) {
+        let db = TestDb::new().await;
+        let posts = Posts::new(db.pool.clone());
+        let ada = Uuid::now_v7();
+        let post = new_post(ada, "one", "fine");
+        let id = post.post_id;
+        let replies = run_batch(
+            &posts,
+            &db.pool,
+            vec![prepared(ada, Kind::CreatePost(post))],
+            &Options::default(),
+        )
+        .await;
+        assert!(rejection(&replies[0]).is_none(), "{replies:?}");
+
+        let batch = vec![
+            edit(ada, id, "two"),
+            edit(ada, id, "bad \0"),
+            edit(ada, id, "three"),
+        ];
+        let replies = run_batch(&posts, &db.pool, batch, &Options::default()).await;
+        let refused: Vec<Option<&Rejection>> = replies.iter().map(rejection).collect();
+        assert_eq!(
+            refused,
+            [None, Some(&unstorable("title")), None],
+            "{replies:?}"
+        );
+        let versions: Vec<u32> = log_of(&db.pool, Service::Posts)
+            .await
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(versions, [1, 2, 3]);
+        let title: String = sqlx::query_scalar("select title from posts.posts where post_id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .expect("title");
+        assert_eq!(title, "three");
+    }
 }
