@@ -87,6 +87,19 @@ pub struct GatewayArgs {
     /// for 2.5 heartbeats is taken for dead and its users go offline.
     #[arg(long, env = "FORUM_PRESENCE_HEARTBEAT_MS", default_value_t = 10_000)]
     pub presence_heartbeat_ms: u64,
+    /// Most WebSockets one user holds on one gateway process; one more
+    /// upgrade is refused with 429 before it happens.
+    #[arg(long, env = "FORUM_WS_MAX_PER_USER", default_value_t = 16)]
+    pub ws_max_per_user: usize,
+    /// Comma-separated origins (`https://forum.example,http://localhost:3000`)
+    /// that may open a cookie-authenticated WebSocket besides the gateway's
+    /// own (its Host over http or https); other origins get 403.
+    #[arg(long, env = "FORUM_ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: String,
+    /// How long one WebSocket frame may take to be written to the client's
+    /// connection, in milliseconds; a client not reading is closed with 4008.
+    #[arg(long, env = "FORUM_WS_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub ws_write_timeout_ms: u64,
 }
 
 /// Settings of the command services.

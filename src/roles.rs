@@ -256,6 +256,8 @@ async fn run_gateway(
                 s
             }
         };
+    let allowed_origins = forum_gateway::live::AllowedOrigins::parse(&args.allowed_origins)
+        .map_err(|e| Error::Config(format!("FORUM_ALLOWED_ORIGINS: {e}")))?;
     let (pool, nats, subjects) = connect(&common, shared, "gateway").await?;
     let config = forum_gateway::Config {
         jwt_secret: secret,
@@ -268,6 +270,9 @@ async fn run_gateway(
             max_message: args.ws_max_message.max(64),
             resume_max: args.ws_resume_max,
             heartbeat: Duration::from_millis(args.presence_heartbeat_ms.max(100)),
+            max_per_user: args.ws_max_per_user.max(1),
+            allowed_origins,
+            write_timeout: Duration::from_millis(args.ws_write_timeout_ms.max(1)),
             ..forum_gateway::live::Settings::default()
         },
     };

@@ -6,9 +6,18 @@
 //! never holds anyone else up.
 //!
 //! The hub also holds the feed's [`Cursor`]: the last position delivered
-//! per log. A socket registers under the same lock that moves the cursor,
+//! per log. A socket goes live under the same lock that moves the cursor,
 //! so everything after the cursor it was given reaches its queue, and
-//! everything up to it is for the resume to read from the logs.
+//! everything up to it is for the resume to read from the logs. A resuming
+//! socket is registered (it counts as online, and a logout closes it) but
+//! not live: it gets no frames, durable or not, until the resume has caught
+//! up with the feed and calls [`Hub::go_live`].
+//!
+//! Last, the hub counts each user's sockets on this gateway: a [`Slot`] is
+//! taken before the upgrade and held until the socket ends, so the limit
+//! holds however many upgrades race. The count is per gateway process; a
+//! user reaching several gateways (behind a load balancer) may hold the
+//! limit on each.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -29,6 +38,9 @@ pub const SLOW_CONSUMER: u16 = 4008;
 pub const SESSION_ENDED: u16 = 4001;
 /// Close code when the gateway shuts down.
 pub const GOING_AWAY: u16 = 1001;
+/// Close code when a resume failed half-way (the client resumes again from
+/// the last cursor it received).
+pub const RESUME_FAILED: u16 = 1011;
 
 /// Asks one socket to close, from anywhere.
 #[derive(Default)]
@@ -59,6 +71,14 @@ impl Control {
             self.notify.notified().await;
         }
     }
+
+    /// The close asked for, if any.
+    pub fn code(&self) -> Option<u16> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
 }
 
 struct Entry {
@@ -66,6 +86,8 @@ struct Entry {
     session: Uuid,
     tx: mpsc::Sender<Utf8Bytes>,
     control: Arc<Control>,
+    /// Whether frames are delivered to `tx` (false while resuming).
+    live: bool,
 }
 
 #[derive(Default)]
@@ -73,6 +95,27 @@ struct State {
     cursor: Cursor,
     sockets: HashMap<u64, Entry>,
     by_user: HashMap<Uuid, Vec<u64>>,
+    /// Slots taken per user (sockets open or upgrading).
+    slots: HashMap<Uuid, usize>,
+}
+
+/// One of a user's places on this gateway, taken by
+/// [`Hub::reserve`] before the upgrade; dropping it frees the place.
+pub struct Slot {
+    hub: Arc<Hub>,
+    user: Uuid,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self.hub.lock();
+        if let Some(n) = state.slots.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                state.slots.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// A change of a user's presence on this gateway: their first socket
@@ -118,13 +161,30 @@ impl Hub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a socket. Every frame after the returned cursor goes to `tx`.
+    /// Takes one of `user`'s `max` places on this gateway; `None` when they
+    /// are all taken.
+    pub fn reserve(self: &Arc<Self>, user: Uuid, max: usize) -> Option<Slot> {
+        let mut state = self.lock();
+        let n = state.slots.entry(user).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            hub: self.clone(),
+            user,
+        })
+    }
+
+    /// Adds a socket. When `live`, every frame after the returned cursor
+    /// goes to `tx`; otherwise none does until [`Hub::go_live`].
     pub fn register(
         &self,
         user: Uuid,
         session: Uuid,
         tx: mpsc::Sender<Utf8Bytes>,
         control: Arc<Control>,
+        live: bool,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
@@ -135,6 +195,7 @@ impl Hub {
                 session,
                 tx,
                 control,
+                live,
             },
         );
         let mine = state.by_user.entry(user).or_default();
@@ -148,6 +209,21 @@ impl Hub {
         drop(state);
         self.metrics.ws_open(1);
         Registration { id, start }
+    }
+
+    /// Starts delivering frames to socket `id`: every frame after the
+    /// returned cursor reaches its queue. `None` when the socket is gone.
+    pub fn go_live(&self, id: u64) -> Option<Cursor> {
+        let mut state = self.lock();
+        let cursor = state.cursor;
+        let entry = state.sockets.get_mut(&id)?;
+        entry.live = true;
+        Some(cursor)
+    }
+
+    /// The feed's cursor: the last position delivered per log.
+    pub fn cursor(&self) -> Cursor {
+        self.lock().cursor
     }
 
     /// Removes a socket (no-op when it is already gone).
@@ -261,10 +337,15 @@ fn deliver(
     dropped: &mut Vec<(u64, bool)>,
 ) -> u64 {
     let mut n = 0;
-    let mut offer = |id: u64, entry: &Entry| match entry.tx.try_send(text.clone()) {
-        Ok(()) => n += 1,
-        Err(mpsc::error::TrySendError::Full(_)) => dropped.push((id, true)),
-        Err(mpsc::error::TrySendError::Closed(_)) => dropped.push((id, false)),
+    let mut offer = |id: u64, entry: &Entry| {
+        if !entry.live {
+            return;
+        }
+        match entry.tx.try_send(text.clone()) {
+            Ok(()) => n += 1,
+            Err(mpsc::error::TrySendError::Full(_)) => dropped.push((id, true)),
+            Err(mpsc::error::TrySendError::Closed(_)) => dropped.push((id, false)),
+        }
     };
     match audience {
         Audience::Everyone => {
@@ -310,8 +391,8 @@ mod tests {
         let (fast_tx, mut fast_rx) = mpsc::channel(8);
         let slow = Arc::new(Control::default());
         let fast = Arc::new(Control::default());
-        hub.register(Uuid::new_v4(), Uuid::new_v4(), slow_tx, slow.clone());
-        hub.register(Uuid::new_v4(), Uuid::new_v4(), fast_tx, fast.clone());
+        hub.register(Uuid::new_v4(), Uuid::new_v4(), slow_tx, slow.clone(), true);
+        hub.register(Uuid::new_v4(), Uuid::new_v4(), fast_tx, fast.clone(), true);
         for p in 1..=3 {
             hub.publish(Service::Posts, p, &frame(Audience::Everyone));
         }
@@ -329,7 +410,7 @@ mod tests {
         hub.publish(Service::Chat, 4, &Effect::None);
         let (me, other) = (Uuid::new_v4(), Uuid::new_v4());
         let (tx, mut rx) = mpsc::channel(8);
-        let r = hub.register(me, Uuid::new_v4(), tx, Arc::default());
+        let r = hub.register(me, Uuid::new_v4(), tx, Arc::default(), true);
         assert_eq!(r.start.get(Service::Chat), 4);
         assert_eq!(presence.recv().await, Some((me, true)));
         hub.publish(Service::Chat, 5, &frame(Audience::Users(vec![other])));
@@ -348,10 +429,45 @@ mod tests {
         let (hub, _presence) = hub();
         let (user, s1, s2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let (c1, c2) = (Arc::new(Control::default()), Arc::new(Control::default()));
-        hub.register(user, s1, mpsc::channel(1).0, c1.clone());
-        hub.register(user, s2, mpsc::channel(1).0, c2.clone());
+        hub.register(user, s1, mpsc::channel(1).0, c1.clone(), true);
+        hub.register(user, s2, mpsc::channel(1).0, c2.clone(), false);
         hub.publish(Service::Auth, 1, &Effect::SessionEnded(s1));
         assert_eq!(c1.closed().await, SESSION_ENDED);
         assert_eq!(c2.code.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resuming_socket_gets_nothing_until_it_goes_live_then_everything_after_its_cursor() {
+        let (hub, _presence) = hub();
+        let (tx, mut rx) = mpsc::channel(8);
+        let r = hub.register(Uuid::new_v4(), Uuid::new_v4(), tx, Arc::default(), false);
+        hub.publish(Service::Posts, 1, &frame(Audience::Everyone));
+        hub.broadcast("presence");
+        assert!(rx.try_recv().is_err(), "nothing before going live");
+        assert_eq!(hub.len(), 1, "not dropped either");
+        let start = hub.go_live(r.id).expect("registered");
+        assert_eq!(start.get(Service::Posts), 1);
+        assert_eq!(hub.cursor(), start);
+        hub.publish(Service::Posts, 2, &frame(Audience::Everyone));
+        let text = rx.recv().await.expect("frame");
+        let v: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
+        let c = Cursor::decode(v["cursor"].as_str().expect("cursor")).expect("cursor");
+        assert_eq!(c.get(Service::Posts), 2);
+        hub.unregister(r.id);
+        assert_eq!(hub.go_live(r.id), None);
+    }
+
+    #[test]
+    fn a_user_holds_at_most_max_slots_and_a_dropped_one_is_free_again() {
+        let (hub, _presence) = hub();
+        let hub = Arc::new(hub);
+        let (ann, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut held: Vec<Slot> = (0..3).map(|_| hub.reserve(ann, 3).expect("free")).collect();
+        assert!(hub.reserve(ann, 3).is_none());
+        assert!(hub.reserve(bob, 3).is_some(), "per user");
+        held.pop();
+        assert!(hub.reserve(ann, 3).is_some());
+        held.clear();
+        assert!(!hub.lock().slots.contains_key(&ann));
     }
 }

@@ -9,15 +9,18 @@
 //! - [`hub`]: this gateway's sockets, their bounded queues, the feed
 //!   cursor, slow-consumer and logout closes.
 //! - [`cursor`]: the opaque resume cursor (a position per log).
-//! - [`socket`]: one socket: upgrade, `hello`, resume from the logs, then
-//!   live frames, pings, client frames.
+//! - [`socket`]: one socket: upgrade (origin check, per-user limit),
+//!   `hello`, resume from the logs, then live frames, pings, client
+//!   frames, the session's expiry and the write deadline.
+//! - [`origin`]: which pages may open a cookie-authenticated socket.
 //! - [`presence`]: who is online on any gateway, with expiry of dead ones.
-//! - [`typing`]: typing indicators between gateways.
+//! - [`typing`]: typing indicators between gateways, and their rate limit.
 
 pub mod cursor;
 pub mod feed;
 pub mod frames;
 pub mod hub;
+pub mod origin;
 pub mod presence;
 pub mod socket;
 pub mod typing;
@@ -30,6 +33,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+pub use origin::AllowedOrigins;
 pub use presence::Presence;
 
 use crate::error::Result;
@@ -40,7 +44,8 @@ use typing::Typing;
 /// Tunables of the live feed.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Frames queued per socket before it is closed as a slow consumer.
+    /// Frames queued per socket before it is closed as a slow consumer;
+    /// a resume waits for room in a queue of this size instead.
     pub queue: usize,
     /// Ping interval; a socket that answered nothing since the last ping
     /// is closed.
@@ -53,6 +58,16 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// How often the feed compares itself with the logs' heads.
     pub check: Duration,
+    /// Most sockets one user holds on this gateway; one more upgrade is
+    /// refused with `429` before it happens.
+    pub max_per_user: usize,
+    /// Origins besides the gateway's own that may open a
+    /// cookie-authenticated socket.
+    pub allowed_origins: AllowedOrigins,
+    /// How long one frame (or the flush after a batch) may take to be
+    /// written to the client's connection; a socket that does not read its
+    /// frames is closed with 4008 like a slow consumer.
+    pub write_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -64,6 +79,9 @@ impl Default for Settings {
             resume_max: 10_000,
             heartbeat: Duration::from_secs(10),
             check: Duration::from_secs(1),
+            max_per_user: 16,
+            allowed_origins: AllowedOrigins::default(),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -2,9 +2,12 @@
 //! reaches only the addressee's sockets, on whichever gateway they are,
 //! with the sender's nickname. The gateway holding the addressee's sockets
 //! ends a typing state by itself [`TYPING_TIMEOUT`] after the last
-//! `active: true`, so a sender that vanishes does not type forever.
+//! `active: true`, so a sender that vanishes does not type forever. One
+//! socket sends at most [`TYPING_PER_SECOND`] typing frames a second
+//! ([`TypingRate`]); the socket answers the others with a `rate_limited`
+//! error frame and drops them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +24,35 @@ use super::hub::Hub;
 
 /// How long a typing state lasts without a new `active: true`.
 pub const TYPING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Typing frames one socket may send in any one second.
+pub const TYPING_PER_SECOND: usize = 5;
+
+/// The typing frames a socket sent in the last second: a sliding window,
+/// so no second, however it is cut, holds more than
+/// [`TYPING_PER_SECOND`] accepted frames.
+#[derive(Debug, Default)]
+pub struct TypingRate {
+    accepted: VecDeque<Instant>,
+}
+
+impl TypingRate {
+    /// Whether a typing frame arriving at `now` may go out; counts it if so.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        while self
+            .accepted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.accepted.pop_front();
+        }
+        if self.accepted.len() >= TYPING_PER_SECOND {
+            return false;
+        }
+        self.accepted.push_back(now);
+        true
+    }
+}
 
 /// One typing change between gateways.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,5 +146,27 @@ impl Typing {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_typing_frames_a_second_pass_and_the_sixth_waits_for_the_window() {
+        let mut rate = TypingRate::default();
+        let t0 = Instant::now();
+        for i in 0..5 {
+            assert!(rate.allow(t0 + Duration::from_millis(i * 100)), "frame {i}");
+        }
+        assert!(!rate.allow(t0 + Duration::from_millis(500)));
+        assert!(
+            !rate.allow(t0 + Duration::from_millis(999)),
+            "dropped ones do not count"
+        );
+        assert!(rate.allow(t0 + Duration::from_millis(1_000)));
+        assert!(!rate.allow(t0 + Duration::from_millis(1_050)));
+        assert!(rate.allow(t0 + Duration::from_millis(1_100)));
     }
 }
