@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use forum_gateway::extract::Fields;
 use forum_gateway::live::cursor::Cursor;
+use forum_gateway::live::frames::{parse_client, ClientFrame};
 use forum_gateway::routes::paging::{decode_cursor, encode_cursor, paging};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -74,6 +75,31 @@ proptest! {
         prop_assert_eq!(Cursor::decode(&c.encode()), Some(c));
         if let Some(d) = Cursor::decode(&garbage) {
             prop_assert_eq!(Cursor::decode(&d.encode()), Some(d));
+        }
+    }
+
+    #[test]
+    fn a_client_frame_is_a_typing_frame_or_refused_with_a_documented_code(
+        text in prop_oneof![
+            any::<String>(),
+            json_value().prop_map(|v| v.to_string()),
+            (any::<u128>(), any::<bool>(), "[a-z]{0,8}").prop_map(|(id, active, t)| {
+                serde_json::json!({"type": if t.is_empty() { "typing".to_string() } else { t },
+                    "to": uuid::Uuid::from_u128(id).to_string(), "active": active}).to_string()
+            }),
+        ],
+    ) {
+        match parse_client(&text) {
+            Ok(ClientFrame::Typing { to, active }) => {
+                let v: Value = serde_json::from_str(&text).expect("accepted frames are JSON");
+                prop_assert_eq!(v["type"].as_str(), Some("typing"));
+                prop_assert_eq!(v["to"].as_str().map(|s| s.to_ascii_lowercase()), Some(to.to_string()));
+                prop_assert_eq!(v["active"].as_bool(), Some(active));
+            }
+            Err((code, message)) => {
+                prop_assert!(code == "malformed_json" || code == "validation_failed");
+                prop_assert!(!message.is_empty() && message.len() < 200);
+            }
         }
     }
 

@@ -290,6 +290,54 @@ pub fn error(code: &str, message: &str) -> String {
     )
 }
 
+/// A frame a client may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// `{"type":"typing","to": user id,"active": bool}`.
+    Typing {
+        /// The addressee.
+        to: Uuid,
+        /// Typing started (or goes on), or stopped.
+        active: bool,
+    },
+}
+
+/// Why a client frame was refused: the `error` frame's code and message.
+pub type Refusal = (&'static str, String);
+
+/// Parses one client text frame. Anything but a well-formed known frame is
+/// refused with the code of its `error` frame: `malformed_json` for bytes
+/// that are not JSON, `validation_failed` for the rest.
+///
+/// # Errors
+/// The refusal to send back; the socket stays open.
+pub fn parse_client(text: &str) -> Result<ClientFrame, Refusal> {
+    let bad = |m: &str| ("validation_failed", m.to_string());
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|_| ("malformed_json", "frames must be JSON objects".to_string()))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad("frames must be JSON objects"))?;
+    match obj.get("type").and_then(serde_json::Value::as_str) {
+        Some("typing") => {}
+        Some(other) => {
+            let shown: String = other.chars().take(64).collect();
+            return Err(bad(&format!("unknown frame type {shown:?}")));
+        }
+        None => return Err(bad("`type` is required")),
+    }
+    let to = obj
+        .get("to")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| bad("`to` must be a user id"))?;
+    let active = obj
+        .get("active")
+        .and_then(serde_json::Value::as_bool)
+        .ok_or_else(|| bad("`active` must be true or false"))?;
+    Ok(ClientFrame::Typing { to, active })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,6 @@ use forum_events::chat::conversation_id;
 use forum_events::{RecordedEvent, Service};
 use forum_store::log;
 use futures::SinkExt;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -751,34 +750,18 @@ impl Client {
         me: Uuid,
         text: &str,
     ) -> std::result::Result<(), (&'static str, String)> {
-        let bad = |m: &str| ("validation_failed", m.to_string());
-        let value: Value = serde_json::from_str(text)
-            .map_err(|_| ("malformed_json", "frames must be JSON objects".to_string()))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| bad("frames must be JSON objects"))?;
-        match obj.get("type").and_then(Value::as_str) {
-            Some("typing") => {}
-            Some(other) => return Err(bad(&format!("unknown frame type {other:?}"))),
-            None => return Err(bad("`type` is required")),
-        }
+        let frames::ClientFrame::Typing { to, active } = frames::parse_client(text)?;
         if !self.rate.allow(Instant::now()) {
             return Err((
                 "rate_limited",
                 format!("at most {TYPING_PER_SECOND} typing frames a second; this one was dropped"),
             ));
         }
-        let to = obj
-            .get("to")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok())
-            .ok_or_else(|| bad("`to` must be a user id"))?;
-        let active = obj
-            .get("active")
-            .and_then(Value::as_bool)
-            .ok_or_else(|| bad("`active` must be true or false"))?;
         if to == me {
-            return Err(bad("one does not type to oneself"));
+            return Err((
+                "validation_failed",
+                "one does not type to oneself".to_string(),
+            ));
         }
         let internal = |e: sqlx::Error| {
             tracing::error!(error = %e, "typing look-up failed");
