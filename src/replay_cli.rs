@@ -1,11 +1,13 @@
-//! `forum replay`: list, rebuild and verify projections (see
-//! `docs/REPLAY.md`).
+//! `forum replay`: list, rebuild and verify projections, and retry the
+//! events they parked (see `docs/REPLAY.md`).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use forum_commands::notifications::deriver;
+use forum_projections::poison::{self, Parked, ParkedEvent};
 use forum_projections::replay::{self, RebuildOptions, Report};
 use forum_projections::Projection;
 use forum_store::setup;
@@ -17,7 +19,8 @@ use crate::{Error, Result};
 #[derive(Debug, Subcommand)]
 pub enum ReplayCommand {
     /// Every projection version: state, checkpoint and lag per log, row
-    /// counts, recorded poison event.
+    /// counts, parked (poison) events; then the notifications deriver's
+    /// parked events.
     List,
     /// Fill a new version beside the live one from the event logs, then
     /// switch reads to it.
@@ -42,6 +45,17 @@ pub enum ReplayCommand {
         #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
         versions: Option<Vec<u32>>,
     },
+    /// Apply the parked (poison) events of a projection again, after a
+    /// fix: those that now apply leave the list, the others stay with the
+    /// new error; exits non-zero while some stay parked.
+    RetryPoison {
+        /// The projection's name, or `notifier` for the notifications
+        /// deriver.
+        name: String,
+        /// The projection version (default: the live one).
+        #[arg(long)]
+        version: Option<u32>,
+    },
 }
 
 /// A projection name or `--all`.
@@ -60,16 +74,18 @@ impl Which {
         if self.all {
             return Ok(forum_projections::all());
         }
-        let name = self.projection.as_deref().unwrap_or_default();
-        forum_projections::by_name(name)
-            .map(|p| vec![p])
-            .ok_or_else(|| {
-                let known: Vec<&str> = forum_projections::all().iter().map(|p| p.name()).collect();
-                Error::Config(format!(
-                    "unknown projection {name:?}; this build has {known:?}"
-                ))
-            })
+        resolve(self.projection.as_deref().unwrap_or_default()).map(|p| vec![p])
     }
+}
+
+/// The projection named `name`.
+fn resolve(name: &str) -> Result<Arc<dyn Projection>> {
+    forum_projections::by_name(name).ok_or_else(|| {
+        let known: Vec<&str> = forum_projections::all().iter().map(|p| p.name()).collect();
+        Error::Config(format!(
+            "unknown projection {name:?}; this build has {known:?}"
+        ))
+    })
 }
 
 /// Runs a `forum replay` command.
@@ -103,12 +119,92 @@ pub async fn run(common: &Common, command: ReplayCommand) -> Result<()> {
             }
             if differences > 0 {
                 Err(Error::Failed(format!(
-                    "verification found {differences} differing table(s)"
+                    "verification found {differences} difference(s)"
                 )))
             } else {
                 Ok(())
             }
         }
+        ReplayCommand::RetryPoison { name, version } => retry_poison(&pool, &name, version).await,
+    }
+}
+
+/// One parked event on one line.
+fn parked_line(e: &Parked) -> String {
+    format!(
+        "{} position {} {} event {}: {}",
+        e.service, e.position, e.event_type, e.event_id, e.error
+    )
+}
+
+fn parked_rows(out: &mut impl Write, parked: &[ParkedEvent]) -> std::io::Result<()> {
+    for p in parked {
+        let retried = p
+            .retried_at
+            .map(|t| format!(", {} attempts, last {}", p.attempts, t.to_rfc3339()))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  parked: {} (parked {}{retried})",
+            parked_line(&p.event),
+            p.parked_at.to_rfc3339()
+        )?;
+    }
+    Ok(())
+}
+
+async fn retry_poison(pool: &sqlx::PgPool, name: &str, version: Option<u32>) -> Result<()> {
+    let (applied, still, newly) = if name == deriver::FOLLOWER {
+        let r = deriver::retry_parked(pool).await?;
+        let line = |c: &deriver::ParkedCause| {
+            format!(
+                "{} position {} {} event {}: {}",
+                c.service, c.position, c.event_type, c.event_id, c.error
+            )
+        };
+        (
+            r.applied.iter().map(line).collect::<Vec<_>>(),
+            r.still.iter().map(line).collect::<Vec<_>>(),
+            r.newly.iter().map(line).collect::<Vec<_>>(),
+        )
+    } else {
+        let p = resolve(name)?;
+        let r = poison::retry(pool, &*p, version).await?;
+        println!(
+            "{name} v{}: {} stream(s), {} event(s) applied again",
+            r.version, r.streams, r.events
+        );
+        (
+            r.applied
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} position {} {} event {}",
+                        e.service, e.position, e.event_type, e.event_id
+                    )
+                })
+                .collect(),
+            r.still.iter().map(parked_line).collect(),
+            r.newly.iter().map(parked_line).collect(),
+        )
+    };
+    for a in &applied {
+        println!("applied: {a}");
+    }
+    for s in &still {
+        println!("still parked: {s}");
+    }
+    for n in &newly {
+        println!("newly parked: {n}");
+    }
+    let parked = still.len() + newly.len();
+    println!("{name}: {} applied, {parked} still parked", applied.len());
+    if parked > 0 {
+        Err(Error::Failed(format!(
+            "{parked} event(s) of {name} still parked"
+        )))
+    } else {
+        Ok(())
     }
 }
 
@@ -138,19 +234,20 @@ async fn list(pool: &sqlx::PgPool) -> Result<()> {
             sources.join(", "),
             rows.join(", ")
         )?;
-        if let Some(e) = v.error {
-            writeln!(
-                out,
-                "  stopped at poison event: service {} position {} type {}: {}",
-                e.service.as_deref().unwrap_or("-"),
-                e.position
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                e.event_type.as_deref().unwrap_or("-"),
-                e.message
-            )?;
+        if !v.parked.is_empty() {
+            writeln!(out, "  {} parked event(s):", v.parked.len())?;
+            parked_rows(&mut out, &v.parked)?;
         }
     }
+    let mut conn = pool.acquire().await.map_err(forum_store::Error::from)?;
+    let notifier = poison::list(&mut conn, Some(deriver::FOLLOWER), None).await?;
+    writeln!(
+        out,
+        "{} (notifications deriver): {} parked event(s)",
+        deriver::FOLLOWER,
+        notifier.len()
+    )?;
+    parked_rows(&mut out, &notifier)?;
     Ok(())
 }
 
@@ -233,11 +330,25 @@ impl Meter {
                     eprintln!("{projection}: {done}/{total} events, {rate:.0} events/s, ETA {eta}");
                 }
             }
+            Report::Parked {
+                projection,
+                version,
+                events,
+            } => {
+                if self.terminal {
+                    eprintln!();
+                }
+                for e in &events {
+                    println!("parked on {projection} v{version}: {}", parked_line(e));
+                }
+                let _ = std::io::stdout().flush();
+            }
             Report::Switched {
                 projection,
                 version,
                 retired,
                 applied,
+                parked,
                 elapsed,
             } => {
                 if self.terminal {
@@ -251,6 +362,11 @@ impl Meter {
                     "switched {projection} to v{version} (retired {retired}): {applied} events in {:.1}s, {rate:.0} events/s",
                     elapsed.as_secs_f64()
                 );
+                if parked > 0 {
+                    println!(
+                        "{projection} v{version}: {parked} event(s) parked (see `forum replay list`)"
+                    );
+                }
             }
         }
     }
@@ -292,6 +408,36 @@ async fn verify(
                 v.right
             );
         }
+    }
+    for (version, parked) in [(v.left, &v.left_parked), (v.right, &v.right_parked)] {
+        for p in parked {
+            println!(
+                "{} v{version}: parked: {}",
+                v.projection,
+                parked_line(&p.event)
+            );
+        }
+    }
+    if v.parked_same() {
+        if !v.left_parked.is_empty() {
+            println!(
+                "{} v{} = v{}: the same {} event(s) parked on both",
+                v.projection,
+                v.left,
+                v.right,
+                v.right_parked.len()
+            );
+        }
+    } else {
+        differences += 1;
+        println!(
+            "{} v{} != v{}: parked events differ ({} vs {})",
+            v.projection,
+            v.left,
+            v.right,
+            v.left_parked.len(),
+            v.right_parked.len()
+        );
     }
     Ok(differences)
 }

@@ -1,8 +1,15 @@
-//! Counters served at `/metrics` in the Prometheus text format.
+//! Counters served at `/metrics` in the Prometheus text format, and the
+//! parked (poison) events, read from Postgres at each scrape.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+/// How long a scrape waits for the parked events' count.
+const POISON_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The gateway's counters; cloning shares them.
 #[derive(Clone, Default)]
@@ -62,6 +69,35 @@ impl Metrics {
     /// Counts a socket closed as a slow consumer.
     pub fn ws_slow_closed(&self) {
         self.inner.ws_slow_closed.fetch_add(1, Relaxed);
+    }
+
+    /// [`Metrics::render`], followed by the gauge `forum_poison_events`:
+    /// events parked as poison, per follower (`projection`: a projection,
+    /// or `notifier` for the notifications deriver) and `version`, for the
+    /// live versions, read from `proj.poison` now (so the same on every
+    /// gateway and across restarts). Without the gauge when Postgres does
+    /// not answer within two seconds.
+    pub async fn render_with_poison(&self, pool: &PgPool) -> String {
+        let mut out = self.render();
+        let counts = tokio::time::timeout(POISON_QUERY_TIMEOUT, poison_counts(pool)).await;
+        match counts {
+            Ok(Ok(counts)) => {
+                let _ = writeln!(
+                    out,
+                    "# HELP forum_poison_events Events parked as poison (not applied), per live projection version and the notifications deriver."
+                );
+                let _ = writeln!(out, "# TYPE forum_poison_events gauge");
+                for (projection, version, n) in counts {
+                    let _ = writeln!(
+                        out,
+                        "forum_poison_events{{projection=\"{projection}\",version=\"{version}\"}} {n}"
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "parked events not counted"),
+            Err(_) => tracing::warn!("parked events not counted in time"),
+        }
+        out
     }
 
     /// The Prometheus text exposition.
@@ -131,4 +167,22 @@ impl Metrics {
         }
         out
     }
+}
+
+/// (projection, version, parked events) for every live projection version
+/// (zero included) and the notifications deriver.
+async fn poison_counts(pool: &PgPool) -> Result<Vec<(String, i32, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "select r.projection, r.version, count(p.position)
+         from proj.registry r
+         left join proj.poison p using (projection, version)
+         where r.state = 'live'
+         group by r.projection, r.version
+         union all
+         select $1::text, 1, count(*) from proj.poison where projection = $1
+         order by 1, 2",
+    )
+    .bind(forum_commands::notifications::deriver::FOLLOWER)
+    .fetch_all(pool)
+    .await
 }

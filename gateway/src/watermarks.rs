@@ -9,13 +9,20 @@
 //! checkpoints as the follower [`NOTIFIER`]: first until it has processed
 //! the written position, then until the notifications projection has
 //! reached everything the deriver had appended by then.
+//!
+//! A projection that cannot apply an event parks it and goes on (its
+//! checkpoint moves past it), announcing the parked positions on
+//! `<prefix>.proj.<name>.parked`. A write whose event was parked is
+//! stored but will not be shown: the wait answers `500 internal` at once
+//! rather than a read that would not find it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use forum_commands::notifications::deriver;
 use forum_events::{subject::Subjects, Service};
+use forum_projections::poison::{self, ParkedNotice};
 use forum_projections::Progress;
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -25,6 +32,14 @@ use tokio::time::Instant;
 use crate::error::{ApiError, Result};
 
 type Key = (&'static str, Service);
+
+/// Parked positions remembered per follower (the oldest are forgotten
+/// first).
+const PARKED_KEPT: usize = 1_024;
+
+/// How far before a write's last position (the one a wait is for) its
+/// other events may lie.
+const WRITE_SPAN: u64 = 64;
 
 /// The follower name the notifications deriver announces its progress under.
 pub const NOTIFIER: &str = deriver::FOLLOWER;
@@ -40,6 +55,8 @@ struct Inner {
     pool: PgPool,
     readers: HashMap<Service, Vec<&'static str>>,
     marks: Mutex<HashMap<Key, watch::Sender<u64>>>,
+    /// Positions the projections announced they parked.
+    parked: Mutex<HashMap<Key, BTreeSet<u64>>>,
     timeout: Duration,
 }
 
@@ -57,6 +74,7 @@ impl Watermarks {
                 pool,
                 readers,
                 marks: Mutex::new(HashMap::new()),
+                parked: Mutex::new(HashMap::new()),
                 timeout,
             }),
         }
@@ -93,6 +111,14 @@ impl Watermarks {
         let this = self.clone();
         tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
+                if poison::is_notice_subject(&msg.subject) {
+                    if let Ok(n) = ParkedNotice::from_bytes(&msg.payload) {
+                        if let Some(name) = this.known(&n.projection) {
+                            this.note_parked((name, n.service), &n.positions);
+                        }
+                    }
+                    continue;
+                }
                 let Ok(p) = Progress::from_bytes(&msg.payload) else {
                     continue;
                 };
@@ -102,6 +128,48 @@ impl Watermarks {
             }
         });
         Ok(())
+    }
+
+    fn note_parked(&self, key: Key, positions: &[u64]) {
+        let mut parked = self.inner.parked.lock().unwrap_or_else(|p| p.into_inner());
+        let set = parked.entry(key).or_default();
+        set.extend(positions.iter().copied());
+        while set.len() > PARKED_KEPT {
+            set.pop_first();
+        }
+    }
+
+    /// Whether an announced parked position of `key` may belong to the
+    /// write ending at `position`.
+    fn maybe_parked(&self, key: Key, position: u64) -> bool {
+        let parked = self.inner.parked.lock().unwrap_or_else(|p| p.into_inner());
+        parked.get(&key).is_some_and(|set| {
+            set.range(position.saturating_sub(WRITE_SPAN - 1)..=position)
+                .next()
+                .is_some()
+        })
+    }
+
+    /// The position of an event of the write ending at `position` (same
+    /// log, same correlation id, at most [`WRITE_SPAN`] before) that the
+    /// live version of projection `key.0` parked, if any.
+    async fn parked_write(&self, key: Key, position: u64) -> Result<Option<u64>> {
+        let parked: Option<i64> = sqlx::query_scalar(&format!(
+            "select p.position from proj.poison p
+             join proj.registry r using (projection, version)
+             where r.state = 'live' and p.projection = $1 and p.service = $2
+               and p.position > $3 - $4 and p.position <= $3
+               and p.correlation_id = (select correlation_id from {}.events where position = $3)
+             order by p.position limit 1",
+            key.1.as_str()
+        ))
+        .bind(key.0)
+        .bind(key.1.as_str())
+        .bind(position as i64)
+        .bind(WRITE_SPAN as i64)
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        Ok(parked.map(|p| p as u64))
     }
 
     fn known(&self, name: &str) -> Option<&'static str> {
@@ -141,8 +209,35 @@ impl Watermarks {
         Ok(())
     }
 
-    /// Waits until the follower `key` has reached `position`.
-    async fn wait_for(&self, key: Key, position: u64, deadline: Instant) -> Result<()> {
+    /// Waits until the follower `key` has reached `position`; then, for a
+    /// projection and when `own` (the position is the write's own, not a
+    /// log head), checks that it did not park the write's events.
+    async fn wait_for(&self, key: Key, position: u64, own: bool, deadline: Instant) -> Result<()> {
+        let polled = self.reach(key, position, deadline).await?;
+        if !own || key.0 == NOTIFIER {
+            // The deriver: the write itself is shown, only a notification
+            // is missing.
+            return Ok(());
+        }
+        // Postgres is asked only when an announcement says so, or when
+        // announcements were missed (the checkpoint came from a poll).
+        if !(polled || self.maybe_parked(key, position)) {
+            return Ok(());
+        }
+        if let Some(parked) = self.parked_write(key, position).await? {
+            return Err(ApiError::Internal(format!(
+                "the write was stored ({} log up to position {position}) but projection {} \
+                 could not apply its event at position {parked} and parked it as poison \
+                 (see `forum replay list`)",
+                key.1, key.0
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits until the follower `key` has reached `position`; returns
+    /// whether Postgres had to be polled for it.
+    async fn reach(&self, key: Key, position: u64, deadline: Instant) -> Result<bool> {
         let mut rx = self.sender(key).subscribe();
         let mut polls = 0u32;
         while *rx.borrow_and_update() < position {
@@ -163,10 +258,15 @@ impl Watermarks {
                 }
             }
         }
-        Ok(())
+        Ok(polls > 0)
     }
 
-    async fn wait_until(&self, positions: &[(Service, u64)], deadline: Instant) -> Result<()> {
+    async fn wait_until(
+        &self,
+        positions: &[(Service, u64)],
+        own: bool,
+        deadline: Instant,
+    ) -> Result<()> {
         for &(service, position) in positions {
             let names = self
                 .inner
@@ -175,7 +275,8 @@ impl Watermarks {
                 .cloned()
                 .unwrap_or_default();
             for name in names {
-                self.wait_for((name, service), position, deadline).await?;
+                self.wait_for((name, service), position, own, deadline)
+                    .await?;
             }
         }
         Ok(())
@@ -185,9 +286,12 @@ impl Watermarks {
     /// position.
     ///
     /// # Errors
-    /// 503 `unavailable` when a projection does not get there in time.
+    /// 503 `unavailable` when a projection does not get there in time;
+    /// 500 `internal` ([`ApiError::Internal`], its cause naming the
+    /// projection and position) when a projection parked an event of the
+    /// write as poison: the write is stored but cannot be shown.
     pub async fn wait(&self, positions: &[(Service, u64)]) -> Result<()> {
-        self.wait_until(positions, Instant::now() + self.inner.timeout)
+        self.wait_until(positions, true, Instant::now() + self.inner.timeout)
             .await
     }
 
@@ -199,14 +303,17 @@ impl Watermarks {
     ///
     /// # Errors
     /// 503 `unavailable` when a projection or the deriver does not get
-    /// there in time.
+    /// there in time; 500 `internal` as [`Watermarks::wait`] when a
+    /// projection parked an event of the write (an event the deriver
+    /// parked is not an error: the write is shown, without its
+    /// notification).
     pub async fn wait_notified(&self, positions: &[(Service, u64)]) -> Result<()> {
         let deadline = Instant::now() + self.inner.timeout;
-        self.wait_until(positions, deadline).await?;
+        self.wait_until(positions, true, deadline).await?;
         let mut derived = false;
         for &(service, position) in positions {
             if deriver::SOURCES.contains(&service) {
-                self.wait_for((NOTIFIER, service), position, deadline)
+                self.wait_for((NOTIFIER, service), position, false, deadline)
                     .await?;
                 derived = true;
             }
@@ -218,7 +325,9 @@ impl Watermarks {
             sqlx::query_scalar("select coalesce(max(position), 0) from notifications.events")
                 .fetch_one(&self.inner.pool)
                 .await?;
-        self.wait_until(&[(Service::Notifications, head as u64)], deadline)
+        // The head may be another write's: its parked events are not this
+        // write's error.
+        self.wait_until(&[(Service::Notifications, head as u64)], false, deadline)
             .await
     }
 }

@@ -102,6 +102,48 @@ impl Projection for Chat {
             Ok(())
         })
     }
+
+    fn forget_stream<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        schema: &'a str,
+        stream: Uuid,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            // A conversation's stream: its messages, and both participants'
+            // rows of it (the pair is named by its events).
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for event in events {
+                let pair = match event.decode::<ChatEvent>() {
+                    Ok(ChatEvent::MessageSent(e)) if e.conversation_id == stream => {
+                        (e.from_id, e.to_id)
+                    }
+                    Ok(ChatEvent::MessagesRead(e)) if e.conversation_id == stream => {
+                        (e.reader_id, e.other_id)
+                    }
+                    _ => continue,
+                };
+                a.push(pair.0);
+                b.push(pair.1);
+            }
+            sqlx::query(&format!(
+                "delete from {schema}.messages where conversation_id = $1"
+            ))
+            .bind(stream)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(&format!(
+                "delete from {schema}.conversations c using unnest($1::uuid[], $2::uuid[]) as k(a, b)
+                 where (c.user_id = k.a and c.other_id = k.b) or (c.user_id = k.b and c.other_id = k.a)"
+            ))
+            .bind(&a)
+            .bind(&b)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+    }
 }
 
 /// The batch's `message_sent` events: one insert for the messages, one

@@ -8,18 +8,23 @@
 //! - [`runner`]: keeps one projection current from one log: reads events
 //!   after its checkpoint, applies them and moves the checkpoint in the same
 //!   transaction (a redelivered event changes nothing), then announces its
-//!   position on NATS so writers can wait for their reads.
+//!   position on NATS so writers can wait for their reads. It never stops
+//!   on one event: transient failures are retried with backoff, an event
+//!   that cannot be applied is parked.
+//! - [`poison`]: parked events (`proj.poison`): finding the culprit of a
+//!   failing batch, recording, listing and retrying parked events.
 //! - [`replay`]: rebuilding a projection into a new version beside the live
 //!   one and switching reads to it, listing versions, verifying a rebuild.
 //! - [`users`], [`sessions`]: the accounts read models.
 //! - [`posts`]: posts, comments and reactions.
 //! - [`chat`]: private messages and each participant's conversations.
 //! - [`notifications`]: every user's notifications.
-//! - [`error`]: the crate's error type.
+//! - [`error`]: the crate's error type, and which failures are transient.
 
 pub mod chat;
 pub mod error;
 pub mod notifications;
+pub mod poison;
 pub mod posts;
 pub mod projection;
 pub mod registry;

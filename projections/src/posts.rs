@@ -112,6 +112,38 @@ impl Projection for Posts {
             batch.write(tx, schema).await
         })
     }
+
+    fn forget_stream<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        schema: &'a str,
+        stream: Uuid,
+        _events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            // A post's stream is the post: its row, its categories, its
+            // comments and the reactions to both.
+            sqlx::query(&format!(
+                "delete from {schema}.reactions
+                 where target_id = $1
+                    or target_id in (select id from {schema}.comments where post_id = $1)"
+            ))
+            .bind(stream)
+            .execute(&mut *tx)
+            .await?;
+            for table in ["comments", "post_categories"] {
+                sqlx::query(&format!("delete from {schema}.{table} where post_id = $1"))
+                    .bind(stream)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(&format!("delete from {schema}.posts where id = $1"))
+                .bind(stream)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+    }
 }
 
 /// A post created in the batch, as it stands after the batch.

@@ -5,6 +5,7 @@ pub use forum_events::progress::Progress;
 use forum_events::{RecordedEvent, Service};
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::Result;
 
@@ -24,14 +25,35 @@ pub trait Projection: Send + Sync + 'static {
     fn tables(&self) -> &'static [&'static str];
     /// Applies a batch of events of one log, in position order, inside the
     /// caller's transaction. Events of types it does not use are ignored.
+    /// The result must be the same as applying the events one at a time,
+    /// in order (the runner applies parts of a failing batch to find the
+    /// event that fails).
     ///
     /// # Errors
-    /// [`crate::Error::Poison`] for an event that cannot be decoded or
-    /// applied; database errors otherwise.
+    /// [`crate::Error::Poison`] for an event that cannot be decoded;
+    /// database errors otherwise.
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,
         schema: &'a str,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Deletes, inside the caller's transaction, every row derived from the
+    /// events of one stream (aggregate) `stream` of one of its logs.
+    /// `events` are that stream's events up to the checkpoint, in position
+    /// order (some may not decode: skip them). Every row of a projection
+    /// must derive from the events of one stream only, so that
+    /// `forum replay retry-poison` can forget a stream and apply its events
+    /// again in order, as a rebuild would.
+    ///
+    /// # Errors
+    /// Database failure.
+    fn forget_stream<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        schema: &'a str,
+        stream: Uuid,
         events: &'a [RecordedEvent],
     ) -> BoxFuture<'a, Result<()>>;
 

@@ -1,6 +1,7 @@
 //! Projection versions: which is live, which is being rebuilt, where each
 //! one's checkpoints stand.
 
+use forum_events::Service;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::{Projection, Result};
@@ -162,40 +163,8 @@ pub async fn checkpoints(
         .collect()
 }
 
-/// Records a poison event on a projection version.
-///
-/// # Errors
-/// Database failure.
-pub async fn record_error(pool: &PgPool, name: &str, version: u32, e: &crate::Error) -> Result<()> {
-    let (service, position, event_type) = match e {
-        crate::Error::Poison {
-            service,
-            position,
-            event_type,
-            ..
-        } => (
-            Some(service.as_str()),
-            Some(*position as i64),
-            Some(event_type.as_str()),
-        ),
-        _ => (None, None, None),
-    };
-    sqlx::query(
-        "update proj.registry set error = $3, error_service = $4, error_position = $5, error_type = $6
-         where projection = $1 and version = $2",
-    )
-    .bind(name)
-    .bind(version as i32)
-    .bind(e.to_string())
-    .bind(service)
-    .bind(position)
-    .bind(event_type)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Clears a recorded error (after a fix, at start).
+/// Clears the error an older build recorded on a version it stopped
+/// (today's builds park the event instead; see [`crate::poison`]).
 ///
 /// # Errors
 /// Database failure.
@@ -207,6 +176,54 @@ pub async fn clear_error(pool: &PgPool, name: &str, version: u32) -> Result<()> 
     .bind(name)
     .bind(version as i32)
     .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Locks the checkpoint of (`name`, `version`) on `service` for the
+/// transaction and returns it (`None` when the version does not read that
+/// log).
+///
+/// # Errors
+/// Database failure.
+pub async fn lock_checkpoint(
+    tx: &mut PgConnection,
+    name: &str,
+    version: u32,
+    service: Service,
+) -> Result<Option<u64>> {
+    let position: Option<i64> = sqlx::query_scalar(
+        "select position from proj.checkpoints
+         where projection = $1 and version = $2 and service = $3 for update",
+    )
+    .bind(name)
+    .bind(version as i32)
+    .bind(service.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(position.map(|p| p as u64))
+}
+
+/// Moves the checkpoint of (`name`, `version`) on `service` to `position`.
+///
+/// # Errors
+/// Database failure.
+pub async fn set_checkpoint(
+    tx: &mut PgConnection,
+    name: &str,
+    version: u32,
+    service: Service,
+    position: u64,
+) -> Result<()> {
+    sqlx::query(
+        "update proj.checkpoints set position = $4
+         where projection = $1 and version = $2 and service = $3",
+    )
+    .bind(name)
+    .bind(version as i32)
+    .bind(service.as_str())
+    .bind(position as i64)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -15,6 +15,11 @@
 //! database if the process dies). A rebuild that was interrupted leaves its
 //! version in state `rebuilding` with its checkpoints; the next rebuild of
 //! that projection continues it.
+//!
+//! An event the rebuild cannot apply is parked on the rebuilt version (see
+//! [`crate::poison`]) and reported, and the rebuild goes on; the same
+//! events as the live version's are normally parked, and [`verify`]
+//! compares the parked events of both versions too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +30,8 @@ use forum_store::log;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 
+use crate::error::Failure;
+use crate::poison::{self, Parked, ParkedEvent};
 use crate::{registry, Error, Projection, Result};
 
 /// The advisory lock class held (session-level) by a running rebuild; the
@@ -60,19 +67,6 @@ impl SourceStatus {
     }
 }
 
-/// A poison event recorded on a projection version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedError {
-    /// The log of the event, when the error was about an event.
-    pub service: Option<String>,
-    /// Its position.
-    pub position: Option<u64>,
-    /// Its type name.
-    pub event_type: Option<String>,
-    /// The error message.
-    pub message: String,
-}
-
 /// One version of one projection, as `forum replay list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionStatus {
@@ -86,20 +80,19 @@ pub struct VersionStatus {
     pub sources: Vec<SourceStatus>,
     /// Row count per table of the version's schema.
     pub rows: Vec<(String, i64)>,
-    /// The recorded poison event, if the version is stopped at one.
-    pub error: Option<RecordedError>,
+    /// The events parked on this version.
+    pub parked: Vec<ParkedEvent>,
 }
 
 /// Every registered version of every projection, with checkpoints, lag, row
-/// counts and recorded errors.
+/// counts and parked events.
 ///
 /// # Errors
 /// Database failure.
 pub async fn list(pool: &PgPool) -> Result<Vec<VersionStatus>> {
     let mut conn = pool.acquire().await?;
     let rows = sqlx::query(
-        "select projection, version, state, error, error_service, error_position, error_type
-         from proj.registry order by projection, version",
+        "select projection, version, state from proj.registry order by projection, version",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -137,24 +130,14 @@ pub async fn list(pool: &PgPool) -> Result<Vec<VersionStatus>> {
             .await?;
             counts.push((table, n));
         }
-        let error = match r.try_get::<Option<String>, _>("error")? {
-            Some(message) => Some(RecordedError {
-                service: r.try_get("error_service")?,
-                position: r
-                    .try_get::<Option<i64>, _>("error_position")?
-                    .map(|p| p as u64),
-                event_type: r.try_get("error_type")?,
-                message,
-            }),
-            None => None,
-        };
+        let parked = poison::list(&mut conn, Some(&projection), Some(version)).await?;
         out.push(VersionStatus {
             projection,
             version,
             state: r.try_get("state")?,
             sources,
             rows: counts,
-            error,
+            parked,
         });
     }
     Ok(out)
@@ -207,6 +190,16 @@ pub enum Report {
         /// Time since this run started.
         elapsed: Duration,
     },
+    /// Events parked on the version being filled (they could not be
+    /// applied); the rebuild goes on.
+    Parked {
+        /// The projection.
+        projection: &'static str,
+        /// The version being filled.
+        version: u32,
+        /// The events, with their errors.
+        events: Vec<Parked>,
+    },
     /// The views point at the new version; the old one is retired.
     Switched {
         /// The projection.
@@ -217,6 +210,9 @@ pub enum Report {
         retired: Option<u32>,
         /// Events applied by this run.
         applied: u64,
+        /// Events parked on the new version, in all (this run and any
+        /// interrupted one it continued).
+        parked: u64,
         /// Time this run took.
         elapsed: Duration,
     },
@@ -229,9 +225,9 @@ pub enum Report {
 ///
 /// # Errors
 /// [`Error::State`] when another rebuild of the projection is running;
-/// [`Error::Poison`] when an event cannot be applied (recorded on the
-/// rebuilding version, which stays `rebuilding` at its last checkpoint);
-/// database errors.
+/// database errors (the version stays `rebuilding` at its last
+/// checkpoint; the next rebuild continues it). Events that cannot be
+/// applied are not errors: they are parked and reported.
 pub async fn rebuild(
     pool: &PgPool,
     p: Arc<dyn Projection>,
@@ -302,10 +298,17 @@ async fn rebuild_locked(
             {
                 behind = true;
             }
-            let mut on_batch = |n: u64| {
+            let mut on_batch = |n: u64, parked: Vec<Parked>| {
                 done += n;
                 applied += n;
                 total = total.max(done);
+                if !parked.is_empty() {
+                    report(Report::Parked {
+                        projection: name,
+                        version,
+                        events: parked,
+                    });
+                }
                 report(Report::Progress {
                     projection: name,
                     done,
@@ -314,7 +317,7 @@ async fn rebuild_locked(
                     elapsed: started.elapsed(),
                 });
             };
-            let result = catch_up(
+            catch_up(
                 pool,
                 p.clone(),
                 version,
@@ -323,39 +326,35 @@ async fn rebuild_locked(
                 batch,
                 &mut on_batch,
             )
-            .await;
-            if let Err(e) = result {
-                return Err(stop(pool, name, version, e).await);
-            }
+            .await?;
         }
         if !behind {
             break;
         }
     }
-    let (retired, last) = match switch(pool, &*p, version, batch).await {
-        Ok(r) => r,
-        Err(e) => return Err(stop(pool, name, version, e).await),
-    };
+    let (retired, last, parked) = switch(pool, &*p, version, batch).await?;
     applied += last;
+    if !parked.is_empty() {
+        report(Report::Parked {
+            projection: name,
+            version,
+            events: parked,
+        });
+    }
+    let mut conn = pool.acquire().await?;
+    let parked = poison::list(&mut conn, Some(name), Some(version))
+        .await?
+        .len() as u64;
+    drop(conn);
     report(Report::Switched {
         projection: name,
         version,
         retired,
         applied,
+        parked,
         elapsed: started.elapsed(),
     });
     Ok(version)
-}
-
-/// Records a poison error on the rebuilding version; returns the error.
-async fn stop(pool: &PgPool, name: &str, version: u32, e: Error) -> Error {
-    if matches!(e, Error::Poison { .. }) {
-        tracing::error!(projection = name, version, error = %e, "rebuild stopped at a poison event");
-        if let Err(e2) = registry::record_error(pool, name, version, &e).await {
-            tracing::error!(projection = name, error = %e2, "could not record the poison event");
-        }
-    }
-    e
 }
 
 /// Picks the version to fill: an interrupted `rebuilding` version is
@@ -429,7 +428,7 @@ async fn catch_up(
     service: Service,
     from: u64,
     batch: i64,
-    on_batch: &mut (dyn FnMut(u64) + Send),
+    on_batch: &mut (dyn FnMut(u64, Vec<Parked>) + Send),
 ) -> Result<()> {
     let (sender, mut batches) = mpsc::channel::<Result<Vec<RecordedEvent>>>(2);
     let reader_pool = pool.clone();
@@ -465,8 +464,8 @@ async fn catch_up(
     let (mut applied, mut analyze_at) = (0u64, ANALYZE_FIRST);
     while let Some(events) = batches.recv().await {
         let events = events?;
-        apply_batch(pool, &*p, version, &schema, service, &events).await?;
-        on_batch(events.len() as u64);
+        let parked = apply_batch(pool, &*p, version, &schema, service, &events).await?;
+        on_batch(events.len() as u64, parked);
         applied += events.len() as u64;
         if applied >= analyze_at {
             for table in p.tables() {
@@ -481,6 +480,10 @@ async fn catch_up(
     Ok(())
 }
 
+/// Applies one batch right after the version's checkpoint and moves the
+/// checkpoint past it, in one transaction; on a deterministic failure the
+/// batch is applied again with [`poison::apply_isolating`] and the
+/// culprits are parked. Returns the parked events.
 async fn apply_batch(
     pool: &PgPool,
     p: &dyn Projection,
@@ -488,53 +491,39 @@ async fn apply_batch(
     schema: &str,
     service: Service,
     events: &[RecordedEvent],
-) -> Result<()> {
+) -> Result<Vec<Parked>> {
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
-    let mut tx = pool.begin().await?;
-    let checkpoint = lock_checkpoint(&mut tx, p.name(), version, service).await?;
-    if first.position != checkpoint + 1 {
-        return Err(Error::State(format!(
-            "checkpoint of {} v{version} on {service} moved to {checkpoint} under the rebuild",
-            p.name()
-        )));
-    }
-    match p.apply(&mut tx, schema, events).await {
-        Ok(()) => {}
-        Err(Error::Poison {
-            service: s,
-            position,
-            event_type,
-            reason,
-        }) => {
-            drop(tx);
-            // Keep the events before the poison one, so the checkpoint
-            // stops right before it.
-            let before: Vec<RecordedEvent> = events
-                .iter()
-                .take_while(|e| e.position < position)
-                .cloned()
-                .collect();
-            if let Some(end) = before.last().map(|e| e.position) {
-                let mut tx = pool.begin().await?;
-                lock_checkpoint(&mut tx, p.name(), version, service).await?;
-                p.apply(&mut tx, schema, &before).await?;
-                set_checkpoint(&mut tx, p.name(), version, service, end).await?;
-                tx.commit().await?;
-            }
-            return Err(Error::Poison {
-                service: s,
-                position,
-                event_type,
-                reason,
-            });
+    let mut isolate = false;
+    loop {
+        let mut tx = pool.begin().await?;
+        let checkpoint = lock_checkpoint(&mut tx, p.name(), version, service).await?;
+        if first.position != checkpoint + 1 {
+            return Err(Error::State(format!(
+                "checkpoint of {} v{version} on {service} moved to {checkpoint} under the rebuild",
+                p.name()
+            )));
         }
-        Err(e) => return Err(e),
+        let parked = if isolate {
+            poison::apply_isolating(&mut tx, p, schema, events).await?
+        } else {
+            match poison::apply_guarded(&mut tx, p, schema, events).await {
+                Ok(()) => Vec::new(),
+                Err(e) if e.failure() == Failure::Transient => return Err(e),
+                Err(_) => {
+                    tx.rollback().await?;
+                    isolate = true;
+                    continue;
+                }
+            }
+        };
+        poison::park(&mut tx, p.name(), version, &parked).await?;
+        registry::set_checkpoint(&mut tx, p.name(), version, service, last.position).await?;
+        tx.commit().await?;
+        poison::log_parked(p.name(), version, &parked);
+        return Ok(parked);
     }
-    set_checkpoint(&mut tx, p.name(), version, service, last.position).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 async fn lock_checkpoint(
@@ -543,48 +532,26 @@ async fn lock_checkpoint(
     version: u32,
     service: Service,
 ) -> Result<u64> {
-    let position: i64 = sqlx::query_scalar(
-        "select position from proj.checkpoints
-         where projection = $1 and version = $2 and service = $3 for update",
-    )
-    .bind(name)
-    .bind(version as i32)
-    .bind(service.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(position as u64)
-}
-
-async fn set_checkpoint(
-    tx: &mut PgConnection,
-    name: &str,
-    version: u32,
-    service: Service,
-    position: u64,
-) -> Result<()> {
-    sqlx::query(
-        "update proj.checkpoints set position = $4
-         where projection = $1 and version = $2 and service = $3",
-    )
-    .bind(name)
-    .bind(version as i32)
-    .bind(service.as_str())
-    .bind(position as i64)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    registry::lock_checkpoint(tx, name, version, service)
+        .await?
+        .ok_or_else(|| {
+            Error::State(format!(
+                "projection {name} v{version} has no checkpoint on {service}"
+            ))
+        })
 }
 
 /// The switch: with every source log's append lock held, applies the last
-/// events, retires the live version, makes `version` live and re-points
-/// the views, in one transaction. Returns the retired version and the
-/// number of events applied here.
+/// events (parking the ones that cannot be applied), retires the live
+/// version, makes `version` live and re-points the views, in one
+/// transaction. Returns the retired version, the number of events applied
+/// here and the events parked here.
 async fn switch(
     pool: &PgPool,
     p: &dyn Projection,
     version: u32,
     batch: i64,
-) -> Result<(Option<u32>, u64)> {
+) -> Result<(Option<u32>, u64, Vec<Parked>)> {
     let name = p.name();
     let schema = p.schema(version);
     let mut sources = p.sources().to_vec();
@@ -595,6 +562,7 @@ async fn switch(
     }
     registry::lock(&mut tx, name).await?;
     let mut applied = 0u64;
+    let mut parked = Vec::new();
     for &service in &sources {
         loop {
             let checkpoint = lock_checkpoint(&mut tx, name, version, service).await?;
@@ -602,8 +570,11 @@ async fn switch(
             let Some(last) = events.last().map(|e| e.position) else {
                 break;
             };
-            p.apply(&mut tx, &schema, &events).await?;
-            set_checkpoint(&mut tx, name, version, service, last).await?;
+            // Under savepoints: a failure must not lose the locks held.
+            let culprits = poison::apply_isolating(&mut tx, p, &schema, &events).await?;
+            poison::park(&mut tx, name, version, &culprits).await?;
+            parked.extend(culprits);
+            registry::set_checkpoint(&mut tx, name, version, service, last).await?;
             applied += events.len() as u64;
         }
     }
@@ -625,7 +596,8 @@ async fn switch(
     .await?;
     registry::point_views(&mut tx, p, version).await?;
     tx.commit().await?;
-    Ok((retired, applied))
+    poison::log_parked(name, version, &parked);
+    Ok((retired, applied, parked))
 }
 
 /// The comparison of one table between two versions.
@@ -673,20 +645,40 @@ pub struct Verification {
     pub right: u32,
     /// One entry per table.
     pub tables: Vec<TableComparison>,
+    /// The events parked on the older version.
+    pub left_parked: Vec<ParkedEvent>,
+    /// The events parked on the newer version.
+    pub right_parked: Vec<ParkedEvent>,
 }
 
 impl Verification {
-    /// Whether every table is the same in both versions.
+    /// Whether every table is the same in both versions and the same
+    /// events (log and position) are parked on both.
     pub fn same(&self) -> bool {
-        self.tables.iter().all(TableComparison::same)
+        self.tables.iter().all(TableComparison::same) && self.parked_same()
+    }
+
+    /// Whether the same events (log and position) are parked on both
+    /// versions: then equal tables mean both skipped the same events.
+    pub fn parked_same(&self) -> bool {
+        let key = |v: &[ParkedEvent]| -> Vec<(Service, u64)> {
+            let mut k: Vec<_> = v
+                .iter()
+                .map(|e| (e.event.service, e.event.position))
+                .collect();
+            k.sort();
+            k
+        };
+        key(&self.left_parked) == key(&self.right_parked)
     }
 }
 
 /// Compares two versions of `p` table by table: row count, a checksum
 /// (md5 of the rows' text, in sorted order) and the rows present in only
 /// one of them, on the columns both versions have minus
-/// [`Projection::volatile_columns`]. Without `versions`, compares the newest
-/// retired version with the live one.
+/// [`Projection::volatile_columns`], and the events parked on each.
+/// Without `versions`, compares the newest retired version with the live
+/// one.
 ///
 /// # Errors
 /// [`Error::State`] when there is nothing to compare; database errors.
@@ -767,11 +759,15 @@ pub async fn verify(
             ignored,
         });
     }
+    let left_parked = poison::list(&mut conn, Some(name), Some(left)).await?;
+    let right_parked = poison::list(&mut conn, Some(name), Some(right)).await?;
     Ok(Verification {
         projection: name.to_string(),
         left,
         right,
         tables,
+        left_parked,
+        right_parked,
     })
 }
 

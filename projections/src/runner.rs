@@ -10,27 +10,50 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::error::Failure;
+use crate::poison::{self, Parked, ParkedNotice};
 use crate::{registry, Error, Progress, Projection, Result};
 
 /// Events applied in one transaction at most while following the logs.
 pub const LIVE_BATCH: i64 = 1_000;
 
+/// The first wait after a transient failure; it doubles up to
+/// [`MAX_BACKOFF`] while the failures go on.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The longest wait between two attempts after transient failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What one [`step`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stepped {
+    /// The new checkpoint.
+    pub position: u64,
+    /// Events read (applied or parked).
+    pub events: usize,
+    /// The events parked as poison (already recorded and logged).
+    pub parked: Vec<Parked>,
+}
+
 /// Applies the next batch of `service`'s events after the checkpoint of
 /// (`p`, `version`), moving the checkpoint in the same transaction. The
 /// checkpoint row is locked for the transaction, so two projectors of one
-/// projection never apply the same event twice. Returns the new checkpoint
-/// and the number of events applied, or `None` when there was nothing to do.
+/// projection never apply the same event twice. When the batch fails
+/// deterministically (see [`crate::error::Failure`]), it is applied again
+/// in a new transaction with [`poison::apply_isolating`]: the events that
+/// fail alone are parked in `proj.poison` and the checkpoint moves past
+/// them with the rest of the batch. Returns what was done, or `None` when
+/// there was nothing to do.
 ///
 /// # Errors
-/// [`Error::Poison`] when an event cannot be applied (nothing of the batch
-/// is kept); database errors.
+/// Transient failures (nothing of the batch is kept).
 pub fn step<'a>(
     pool: &'a PgPool,
     p: &'a dyn Projection,
     version: u32,
     service: Service,
     batch: i64,
-) -> futures::future::BoxFuture<'a, Result<Option<(u64, usize)>>> {
+) -> futures::future::BoxFuture<'a, Result<Option<Stepped>>> {
     Box::pin(step_inner(pool, p, version, service, batch))
 }
 
@@ -40,34 +63,97 @@ async fn step_inner(
     version: u32,
     service: Service,
     batch: i64,
-) -> Result<Option<(u64, usize)>> {
+) -> Result<Option<Stepped>> {
+    let schema = p.schema(version);
     let mut tx = pool.begin().await?;
-    let checkpoint: i64 = sqlx::query_scalar(
-        "select position from proj.checkpoints
-         where projection = $1 and version = $2 and service = $3 for update",
-    )
-    .bind(p.name())
-    .bind(version as i32)
-    .bind(service.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    let events = log::read_after(&mut tx, service, checkpoint as u64, batch).await?;
+    let checkpoint = lock_checkpoint(&mut tx, p, version, service).await?;
+    let events = log::read_after(&mut tx, service, checkpoint, batch).await?;
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(None);
     };
-    p.apply(&mut tx, &p.schema(version), &events).await?;
-    sqlx::query(
-        "update proj.checkpoints set position = $4
-         where projection = $1 and version = $2 and service = $3",
-    )
-    .bind(p.name())
-    .bind(version as i32)
-    .bind(service.as_str())
-    .bind(last as i64)
-    .execute(&mut *tx)
-    .await?;
+    // The common case in one transaction without savepoints.
+    match poison::apply_guarded(&mut tx, p, &schema, &events).await {
+        Ok(()) => {
+            registry::set_checkpoint(&mut tx, p.name(), version, service, last).await?;
+            tx.commit().await?;
+            return Ok(Some(Stepped {
+                position: last,
+                events: events.len(),
+                parked: Vec::new(),
+            }));
+        }
+        Err(e) if e.failure() == Failure::Transient => return Err(e),
+        Err(e) => {
+            tracing::debug!(projection = p.name(), %service, error = %e, "batch failed; isolating the culprit");
+            tx.rollback().await?;
+        }
+    }
+    let mut tx = pool.begin().await?;
+    let now = lock_checkpoint(&mut tx, p, version, service).await?;
+    let events = if now == checkpoint {
+        events
+    } else {
+        log::read_after(&mut tx, service, now, batch).await?
+    };
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(None);
+    };
+    let parked = poison::apply_isolating(&mut tx, p, &schema, &events).await?;
+    poison::park(&mut tx, p.name(), version, &parked).await?;
+    registry::set_checkpoint(&mut tx, p.name(), version, service, last).await?;
     tx.commit().await?;
-    Ok(Some((last, events.len())))
+    poison::log_parked(p.name(), version, &parked);
+    Ok(Some(Stepped {
+        position: last,
+        events: events.len(),
+        parked,
+    }))
+}
+
+async fn lock_checkpoint(
+    tx: &mut sqlx::PgConnection,
+    p: &dyn Projection,
+    version: u32,
+    service: Service,
+) -> Result<u64> {
+    registry::lock_checkpoint(tx, p.name(), version, service)
+        .await?
+        .ok_or_else(|| {
+            Error::State(format!(
+                "projection {} v{version} has no checkpoint on {service}",
+                p.name()
+            ))
+        })
+}
+
+/// Tells gateways which positions were parked (before the progress that
+/// covers them), so a write waiting for one answers at once.
+async fn announce_parked(
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+    name: &str,
+    version: u32,
+    service: Service,
+    parked: &[Parked],
+) {
+    if parked.is_empty() {
+        return;
+    }
+    let notice = ParkedNotice {
+        projection: name.to_string(),
+        version,
+        service,
+        positions: parked.iter().map(|p| p.position).collect(),
+    };
+    if let Err(e) = nats
+        .publish(
+            poison::notice_subject(subjects, name),
+            Bytes::from(notice.to_bytes()),
+        )
+        .await
+    {
+        tracing::debug!(error = %e, "parked events not announced");
+    }
 }
 
 async fn announce(nats: &async_nats::Client, subjects: &Subjects, progress: Progress) {
@@ -81,11 +167,12 @@ async fn announce(nats: &async_nats::Client, subjects: &Subjects, progress: Prog
 }
 
 /// Runs the projection's live version from every one of its logs until
-/// `shutdown` turns true. On a poison event the projection stops at that
-/// event, records it in the registry and logs it; the rest of the process
-/// goes on. The live version is re-read from the registry before every
+/// `shutdown` turns true. A transient failure is retried with backoff (50
+/// ms doubling up to 2 s); an event that cannot be applied is parked (see
+/// [`step`]) and announced, and the projection goes on: it never stops on
+/// one event. The live version is re-read from the registry before every
 /// step, so when `forum replay rebuild` switches to a new version the
-/// projector follows it without a restart (also out of a poison stop).
+/// projector follows it without a restart.
 ///
 /// # Errors
 /// When the projection cannot be set up.
@@ -172,12 +259,13 @@ async fn follow(
             }
         }
     }
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = MIN_BACKOFF;
     loop {
         version = current_version(&pool, name, service, version).await;
         match step(&pool, &*p, version, service, LIVE_BATCH).await {
-            Ok(Some((position, n))) => {
-                backoff = Duration::from_millis(50);
+            Ok(Some(stepped)) => {
+                backoff = MIN_BACKOFF;
+                announce_parked(&nats, &subjects, name, version, service, &stepped.parked).await;
                 announce(
                     &nats,
                     &subjects,
@@ -185,44 +273,26 @@ async fn follow(
                         projection: name.to_string(),
                         version,
                         service,
-                        position,
+                        position: stepped.position,
                     },
                 )
                 .await;
-                if n as i64 == LIVE_BATCH {
+                if stepped.events as i64 == LIVE_BATCH {
                     continue;
                 }
             }
             Ok(None) => {}
-            Err(e @ Error::Poison { .. }) => {
-                tracing::error!(projection = name, version, error = %e, "projection stopped at a poison event");
-                if let Err(e2) = registry::record_error(&pool, name, version, &e).await {
-                    tracing::error!(projection = name, error = %e2, "could not record the poison event");
-                }
-                // Stopped until shutdown or until a rebuild switches the
-                // live version; never a crash loop.
-                let stopped = version;
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                    if current_version(&pool, name, service, stopped).await != stopped {
-                        break;
-                    }
-                }
-                continue;
-            }
             Err(e) => {
-                tracing::warn!(projection = name, %service, error = %e, "projection step failed; retrying");
+                tracing::warn!(projection = name, %service, error = %e, retry_in = ?backoff, "projection step failed (transient); retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                if *shutdown.borrow() {
+                    return;
+                }
+                continue;
             }
         }
         if *shutdown.borrow() {

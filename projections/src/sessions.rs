@@ -6,6 +6,7 @@ use forum_events::auth::AuthEvent;
 use forum_events::{RecordedEvent, Service};
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::{Error, Projection, Result};
 
@@ -94,6 +95,23 @@ impl Projection for Sessions {
                 .execute(&mut *tx)
                 .await?;
             }
+            Ok(())
+        })
+    }
+
+    fn forget_stream<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        schema: &'a str,
+        stream: Uuid,
+        _events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            // A session's stream is the session.
+            sqlx::query(&format!("delete from {schema}.sessions where id = $1"))
+                .bind(stream)
+                .execute(&mut *tx)
+                .await?;
             Ok(())
         })
     }

@@ -34,8 +34,19 @@
 //! - **Read-your-writes.** After each commit the deriver announces its
 //!   checkpoints as [`Progress`] of the follower [`FOLLOWER`], so a gateway
 //!   can wait until a write's notifications exist.
+//! - **Never stopped by one event.** A transient failure (connection,
+//!   serialization failure, pool timeout) is retried with backoff. An event
+//!   it cannot handle (it does not decode, a data error of SQLSTATE class
+//!   22 or 23, a panic) is parked in `proj.poison` under the follower
+//!   [`FOLLOWER`], in the transaction that moves the checkpoint past it,
+//!   and logged once at `error`: a failing round is derived again in parts
+//!   under savepoints until only the events that fail alone are left out.
+//!   [`retry_parked`] (`forum replay retry-poison notifier`) derives the
+//!   parked events' streams again after a fix.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
@@ -52,6 +63,7 @@ use uuid::Uuid;
 
 use super::derive::{self, Knowledge, SourceEvent};
 use super::{decide, Changes};
+use crate::error::Class;
 use crate::{Error, Result};
 
 /// The durable consumer's name.
@@ -71,6 +83,13 @@ const MAX_ROUND: usize = 500;
 
 /// Events derived in one transaction at most.
 const MAX_TXN: usize = 2_000;
+
+/// The version the deriver's parked events are recorded under in
+/// `proj.poison` (with [`FOLLOWER`] as the projection).
+const POISON_VERSION: i32 = 1;
+
+/// The longest wait between two attempts after transient failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// How often the leader checks that it still holds its connection and
 /// looks for events the stream has not brought (yet).
@@ -247,13 +266,15 @@ async fn lead(
             match process(pool, nats, subjects, &round).await {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, "deriving notifications failed; retrying");
+                    // Only transient failures get here: an event that
+                    // cannot be handled is parked and passed.
+                    tracing::warn!(error = %e, retry_in = ?backoff, "deriving notifications failed (transient); retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         // Unacked: redelivered to whoever leads next.
                         _ = shutdown.changed() => return Ok(()),
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -354,7 +375,8 @@ pub async fn catch_up(pool: &PgPool, nats: &async_nats::Client, subjects: &Subje
 /// Derives each log's events after its checkpoint up to its target, in
 /// transactions of at most [`MAX_TXN`] events: from `received` where it
 /// has them, else read from the log (where every published event is
-/// committed).
+/// committed). A transaction that fails deterministically is done again
+/// with [`derive_isolating`], parking the events that fail alone.
 async fn derive_up_to(
     pool: &PgPool,
     nats: &async_nats::Client,
@@ -363,6 +385,7 @@ async fn derive_up_to(
     targets: &BTreeMap<Service, u64>,
 ) -> Result<()> {
     let none = BTreeMap::new();
+    let mut isolate = false;
     loop {
         let mut tx = pool.begin().await?;
         log::lock(&mut tx, Service::Notifications).await?;
@@ -403,7 +426,22 @@ async fn derive_up_to(
             tx.rollback().await?;
             return Ok(());
         }
-        derive_and_append(&mut tx, &work).await?;
+        let parked = if isolate {
+            isolate = false;
+            derive_isolating(&mut tx, &work).await?
+        } else {
+            match derive_guarded(&mut tx, &work).await {
+                Ok(undecodable) => undecodable,
+                Err(Failed::Transient(e)) => return Err(e),
+                Err(Failed::Deterministic(reason)) => {
+                    tracing::debug!(%reason, "deriving failed; isolating the culprit");
+                    tx.rollback().await?;
+                    isolate = true;
+                    continue;
+                }
+            }
+        };
+        park(&mut tx, &parked).await?;
         for &(service, position) in &moved {
             sqlx::query(
                 "update notifications.deriver_checkpoints set position = $2 where service = $1",
@@ -414,6 +452,7 @@ async fn derive_up_to(
             .await?;
         }
         tx.commit().await?;
+        log_parked(&parked);
         tracing::debug!(events = work.len(), ?moved, "notifications derived");
         for (service, position) in moved {
             announce(nats, subjects, service, position).await;
@@ -424,11 +463,296 @@ async fn derive_up_to(
     }
 }
 
+/// An event the deriver could not handle, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedCause {
+    /// The log.
+    pub service: Service,
+    /// Its position.
+    pub position: u64,
+    /// Its stream.
+    pub stream_id: Uuid,
+    /// Its id.
+    pub event_id: Uuid,
+    /// Its type name.
+    pub event_type: String,
+    /// The correlation id of the request that wrote it.
+    pub correlation_id: Uuid,
+    /// Why it was parked.
+    pub error: String,
+}
+
+impl ParkedCause {
+    fn new(event: &RecordedEvent, error: impl std::fmt::Display) -> Self {
+        ParkedCause {
+            service: event.service,
+            position: event.position,
+            stream_id: event.stream_id,
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            correlation_id: event.metadata.correlation_id,
+            error: error.to_string().replace('\0', "\\0"),
+        }
+    }
+}
+
+/// How an attempt to derive failed.
+enum Failed {
+    /// Nothing about the events: retried as it is.
+    Transient(Error),
+    /// The events: the same attempt fails again.
+    Deterministic(String),
+}
+
+/// Whether `e` comes from the events rather than the infrastructure: data
+/// that cannot be stored (SQLSTATE classes 22 and 23, see
+/// [`crate::error::Class`]) or an event that does not decode. Anything
+/// else (a lost connection, a missing table a deployment fixes) is retried.
+fn deterministic(e: &Error) -> bool {
+    matches!(e.class(), Class::Unstorable | Class::Conflict)
+        || matches!(e, Error::Store(forum_store::Error::Decode { .. }))
+}
+
+/// [`derive_and_append`], a panic and a deterministic error told apart
+/// from a transient one.
+async fn derive_guarded(
+    tx: &mut PgConnection,
+    work: &[RecordedEvent],
+) -> Result<Vec<ParkedCause>, Failed> {
+    match AssertUnwindSafe(derive_and_append(tx, work))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(undecodable)) => Ok(undecodable),
+        Ok(Err(e)) if deterministic(&e) => Err(Failed::Deterministic(e.to_string())),
+        Ok(Err(e)) => Err(Failed::Transient(e)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(Failed::Deterministic(format!(
+                "deriving panicked: {message}"
+            )))
+        }
+    }
+}
+
+/// Derives `work` inside `tx` in parts under savepoints: a part that fails
+/// deterministically is rolled back and derived again in halves, in
+/// order, down to single events, which are returned to be parked (with
+/// the events that do not decode). Every other event is derived.
+///
+/// # Errors
+/// A transient failure (nothing of the attempt is to be kept).
+async fn derive_isolating(
+    tx: &mut PgConnection,
+    work: &[RecordedEvent],
+) -> Result<Vec<ParkedCause>> {
+    let mut parked = Vec::new();
+    let mut todo: Vec<Range<usize>> = Vec::with_capacity(1);
+    todo.push(0..work.len());
+    while let Some(range) = todo.pop() {
+        let part = &work[range.clone()];
+        if part.is_empty() {
+            continue;
+        }
+        sqlx::query("savepoint forum_isolate")
+            .execute(&mut *tx)
+            .await?;
+        match derive_guarded(tx, part).await {
+            Ok(undecodable) => {
+                sqlx::query("release savepoint forum_isolate")
+                    .execute(&mut *tx)
+                    .await?;
+                parked.extend(undecodable);
+                continue;
+            }
+            Err(failed) => {
+                sqlx::query("rollback to savepoint forum_isolate")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("release savepoint forum_isolate")
+                    .execute(&mut *tx)
+                    .await?;
+                match failed {
+                    Failed::Transient(e) => return Err(e),
+                    Failed::Deterministic(reason) => {
+                        if let [event] = part {
+                            parked.push(ParkedCause::new(event, reason));
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        let mid = range.start + part.len() / 2;
+        todo.push(mid..range.end);
+        todo.push(range.start..mid);
+    }
+    parked.sort_by_key(|p| (p.service, p.position));
+    Ok(parked)
+}
+
+/// Records `parked` in `proj.poison` under [`FOLLOWER`], in the caller's
+/// transaction; an event parked already counts one more attempt.
+async fn park(tx: &mut PgConnection, parked: &[ParkedCause]) -> Result<()> {
+    if parked.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into proj.poison as p (projection, version, service, position, stream_id, event_id,
+                                       event_type, correlation_id, error)
+         select $1, $2, k.* from unnest($3::text[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[],
+                                        $8::uuid[], $9::text[])
+                as k(service, position, stream_id, event_id, event_type, correlation_id, error)
+         on conflict (projection, version, service, position) do update set
+             error = excluded.error, attempts = p.attempts + 1, retried_at = now()",
+    )
+    .bind(FOLLOWER)
+    .bind(POISON_VERSION)
+    .bind(parked.iter().map(|p| p.service.as_str()).collect::<Vec<_>>())
+    .bind(parked.iter().map(|p| p.position as i64).collect::<Vec<_>>())
+    .bind(parked.iter().map(|p| p.stream_id).collect::<Vec<_>>())
+    .bind(parked.iter().map(|p| p.event_id).collect::<Vec<_>>())
+    .bind(
+        parked
+            .iter()
+            .map(|p| p.event_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(parked.iter().map(|p| p.correlation_id).collect::<Vec<_>>())
+    .bind(parked.iter().map(|p| p.error.as_str()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Logs each parked event once, at `error`, after its transaction
+/// committed.
+fn log_parked(parked: &[ParkedCause]) {
+    for p in parked {
+        tracing::error!(
+            projection = FOLLOWER,
+            service = %p.service,
+            position = p.position,
+            event_id = %p.event_id,
+            event_type = %p.event_type,
+            error = %p.error,
+            "event parked as poison: no notification derived from it; the deriver goes on \
+             (see `forum replay list`, then `forum replay retry-poison {FOLLOWER}` after a fix)"
+        );
+    }
+}
+
+/// What [`retry_parked`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryReport {
+    /// Parked events that now derive: removed from `proj.poison`.
+    pub applied: Vec<ParkedCause>,
+    /// Parked events that still fail, with the new error.
+    pub still: Vec<ParkedCause>,
+    /// Other events of the derived streams that fail now: parked.
+    pub newly: Vec<ParkedCause>,
+}
+
+/// Derives the parked events again after a fix (`forum replay
+/// retry-poison notifier`): the whole stream (post or conversation) of
+/// each, up to the checkpoint, in position order, in one transaction under
+/// the notifications log's append lock. That is safe: a notification's id
+/// is `notification_id(cause, recipient)` and an existing one is never
+/// created again, so the stream's events derived before add nothing, while
+/// what the parked event teaches (a post's author) now reaches the
+/// stream's later events too. Those that now derive leave the table;
+/// those that still fail stay, with the new error.
+///
+/// # Errors
+/// Database failure (nothing is kept).
+pub async fn retry_parked(pool: &PgPool) -> Result<RetryReport> {
+    let mut tx = pool.begin().await?;
+    log::lock(&mut tx, Service::Notifications).await?;
+    let checkpoints = checkpoints(&mut tx).await?;
+    let rows = sqlx::query(
+        "select service, position, stream_id from proj.poison
+         where projection = $1 and version = $2 order by service, position",
+    )
+    .bind(FOLLOWER)
+    .bind(POISON_VERSION)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut before: Vec<(Service, u64)> = Vec::new();
+    let mut streams: Vec<(Service, Uuid)> = Vec::new();
+    for r in rows {
+        let Some(service) = Service::parse(r.try_get::<&str, _>("service")?) else {
+            continue;
+        };
+        before.push((service, r.try_get::<i64, _>("position")? as u64));
+        let stream: Uuid = r.try_get("stream_id")?;
+        if !streams.contains(&(service, stream)) {
+            streams.push((service, stream));
+        }
+    }
+    let mut report = RetryReport::default();
+    let mut all = Vec::new();
+    let mut failed = Vec::new();
+    for (service, stream) in streams {
+        let checkpoint = checkpoints.get(&service).copied().unwrap_or(0);
+        let mut events: Vec<RecordedEvent> = log::read_stream(&mut tx, service, stream)
+            .await?
+            .into_iter()
+            .filter(|e| e.position <= checkpoint)
+            .collect();
+        events.sort_by_key(|e| e.position);
+        failed.extend(derive_isolating(&mut tx, &events).await?);
+        all.extend(events);
+    }
+    for e in &all {
+        if !before.contains(&(e.service, e.position)) {
+            continue;
+        }
+        if !failed
+            .iter()
+            .any(|f| (f.service, f.position) == (e.service, e.position))
+        {
+            report.applied.push(ParkedCause::new(e, "derived"));
+        }
+    }
+    for a in &report.applied {
+        sqlx::query(
+            "delete from proj.poison
+             where projection = $1 and version = $2 and service = $3 and position = $4",
+        )
+        .bind(FOLLOWER)
+        .bind(POISON_VERSION)
+        .bind(a.service.as_str())
+        .bind(a.position as i64)
+        .execute(&mut *tx)
+        .await?;
+    }
+    park(&mut tx, &failed).await?;
+    tx.commit().await?;
+    for f in failed {
+        if before.contains(&(f.service, f.position)) {
+            report.still.push(f);
+        } else {
+            log_parked(std::slice::from_ref(&f));
+            report.newly.push(f);
+        }
+    }
+    Ok(report)
+}
+
 /// Derives the notifications of `work` (each log's events in position
 /// order) and appends the new ones, inside the caller's transaction, which
-/// holds the notifications log's append lock.
-async fn derive_and_append(tx: &mut PgConnection, work: &[RecordedEvent]) -> Result<()> {
+/// holds the notifications log's append lock. Returns the events that do
+/// not decode (nothing is derived from them), to be parked.
+async fn derive_and_append(
+    tx: &mut PgConnection,
+    work: &[RecordedEvent],
+) -> Result<Vec<ParkedCause>> {
     let mut sources = Vec::with_capacity(work.len());
+    let mut undecodable = Vec::new();
     for e in work {
         let decoded = match e.service {
             Service::Posts => e.decode::<PostEvent>().map(SourceEvent::Posts),
@@ -437,12 +761,13 @@ async fn derive_and_append(tx: &mut PgConnection, work: &[RecordedEvent]) -> Res
         };
         match decoded {
             Ok(s) => sources.push((e, s)),
-            // Projections stop at such an event; the deriver must not stop
-            // every notification for it: it is logged and passed.
-            Err(err) => tracing::error!(
-                service = %e.service, position = e.position, event_type = %e.event_type, error = %err,
-                "undecodable event: no notification derived from it"
-            ),
+            Err(err) => undecodable.push(ParkedCause::new(
+                e,
+                format!(
+                    "cannot decode {} v{}: {err}",
+                    e.event_type, e.schema_version
+                ),
+            )),
         }
     }
     let mut knowledge = knowledge(tx, &sources).await?;
@@ -473,7 +798,7 @@ async fn derive_and_append(tx: &mut PgConnection, work: &[RecordedEvent]) -> Res
         .await?;
     }
     if candidates.is_empty() {
-        return Ok(());
+        return Ok(undecodable);
     }
     let recipients: Vec<Uuid> = candidates.iter().map(|(_, n)| n.user_id).collect();
     let ids: Vec<Uuid> = candidates.iter().map(|(_, n)| n.notification_id).collect();
@@ -496,7 +821,7 @@ async fn derive_and_append(tx: &mut PgConnection, work: &[RecordedEvent]) -> Res
     }
     log::append(tx, Service::Notifications, pending).await?;
     super::write(tx, &world, &changes).await?;
-    Ok(())
+    Ok(undecodable)
 }
 
 /// The authors of the posts and comments `sources` react to or comment
