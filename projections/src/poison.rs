@@ -19,7 +19,6 @@
 //! rebuild would. Events that now apply leave the table; those that still
 //! fail stay, with the new error.
 
-use std::any::Any;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 
@@ -35,39 +34,7 @@ use uuid::Uuid;
 use crate::error::Failure;
 use crate::{registry, Error, Projection, Result};
 
-/// An event set aside, with the error it failed with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parked {
-    /// The log.
-    pub service: Service,
-    /// Its position.
-    pub position: u64,
-    /// Its stream (aggregate).
-    pub stream_id: Uuid,
-    /// Its id.
-    pub event_id: Uuid,
-    /// Its type name.
-    pub event_type: String,
-    /// The correlation id of the request that wrote it.
-    pub correlation_id: Uuid,
-    /// Why it could not be applied.
-    pub error: String,
-}
-
-impl Parked {
-    /// `event`, failed with `error`.
-    pub fn new(event: &RecordedEvent, error: impl std::fmt::Display) -> Self {
-        Parked {
-            service: event.service,
-            position: event.position,
-            stream_id: event.stream_id,
-            event_id: event.event_id,
-            event_type: event.event_type.clone(),
-            correlation_id: event.metadata.correlation_id,
-            error: error.to_string(),
-        }
-    }
-}
+pub use forum_store::poison::{panic_message, Parked};
 
 /// A row of `proj.poison`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,17 +70,6 @@ pub async fn apply_guarded(
     {
         Ok(result) => result,
         Err(panic) => Err(Error::Panicked(panic_message(&*panic))),
-    }
-}
-
-/// The text of a panic's payload.
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_string()
     }
 }
 
@@ -189,9 +145,8 @@ pub async fn apply_isolating(
     Ok(parked)
 }
 
-/// Records `parked` as parked by (`projection`, `version`) in the caller's
-/// transaction. An event parked already keeps its first time and counts
-/// one more attempt, with the new error.
+/// Records `parked` in `proj.poison` under `projection` and `version`, in
+/// the caller's transaction.
 ///
 /// # Errors
 /// Database failure.
@@ -201,64 +156,18 @@ pub async fn park(
     version: u32,
     parked: &[Parked],
 ) -> Result<()> {
-    if parked.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "insert into proj.poison as p (projection, version, service, position, stream_id, event_id,
-                                       event_type, correlation_id, error)
-         select $1, $2, k.* from unnest($3::text[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[],
-                                        $8::uuid[], $9::text[])
-                as k(service, position, stream_id, event_id, event_type, correlation_id, error)
-         on conflict (projection, version, service, position) do update set
-             error = excluded.error, attempts = p.attempts + 1, retried_at = now()",
-    )
-    .bind(projection)
-    .bind(version as i32)
-    .bind(parked.iter().map(|p| p.service.as_str()).collect::<Vec<_>>())
-    .bind(parked.iter().map(|p| p.position as i64).collect::<Vec<_>>())
-    .bind(parked.iter().map(|p| p.stream_id).collect::<Vec<_>>())
-    .bind(parked.iter().map(|p| p.event_id).collect::<Vec<_>>())
-    .bind(
-        parked
-            .iter()
-            .map(|p| p.event_type.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(parked.iter().map(|p| p.correlation_id).collect::<Vec<_>>())
-    .bind(
-        parked
-            .iter()
-            .map(|p| sanitize(&p.error))
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Error text as Postgres stores it: no NUL (an error may quote the bad
-/// value).
-fn sanitize(text: &str) -> String {
-    text.replace('\0', "\\0")
+    Ok(forum_store::poison::park(tx, projection, version, parked).await?)
 }
 
 /// Logs each parked event once, at `error`, after its transaction
 /// committed.
 pub fn log_parked(projection: &str, version: u32, parked: &[Parked]) {
-    for p in parked {
-        tracing::error!(
-            projection,
-            version,
-            service = %p.service,
-            position = p.position,
-            event_id = %p.event_id,
-            event_type = %p.event_type,
-            error = %p.error,
-            "event parked as poison; the projection goes on without it \
-             (see `forum replay list`, then `forum replay retry-poison {projection}` after a fix)"
-        );
-    }
+    forum_store::poison::log_parked(
+        projection,
+        version,
+        "the projection goes on without it",
+        parked,
+    );
 }
 
 /// The parked events, oldest position first per follower: all of them, or

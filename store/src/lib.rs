@@ -10,11 +10,14 @@
 //! - [`relay`]: the outbox: publishes every committed event to JetStream
 //!   (`Nats-Msg-Id` = event id), from its own checkpoint, so a crash between
 //!   commit and publish loses nothing.
+//! - [`poison`]: the record of parked (poison) events, shared by every
+//!   follower of the logs.
 //! - [`setup`]: connecting to Postgres and NATS, migrations, the stream.
 //! - [`error`]: the crate's error type.
 
 pub mod error;
 pub mod log;
+pub mod poison;
 pub mod relay;
 pub mod setup;
 

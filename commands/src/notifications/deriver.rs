@@ -464,37 +464,7 @@ async fn derive_up_to(
 }
 
 /// An event the deriver could not handle, with why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParkedCause {
-    /// The log.
-    pub service: Service,
-    /// Its position.
-    pub position: u64,
-    /// Its stream.
-    pub stream_id: Uuid,
-    /// Its id.
-    pub event_id: Uuid,
-    /// Its type name.
-    pub event_type: String,
-    /// The correlation id of the request that wrote it.
-    pub correlation_id: Uuid,
-    /// Why it was parked.
-    pub error: String,
-}
-
-impl ParkedCause {
-    fn new(event: &RecordedEvent, error: impl std::fmt::Display) -> Self {
-        ParkedCause {
-            service: event.service,
-            position: event.position,
-            stream_id: event.stream_id,
-            event_id: event.event_id,
-            event_type: event.event_type.clone(),
-            correlation_id: event.metadata.correlation_id,
-            error: error.to_string().replace('\0', "\\0"),
-        }
-    }
-}
+pub use forum_store::poison::Parked as ParkedCause;
 
 /// How an attempt to derive failed.
 enum Failed {
@@ -527,11 +497,7 @@ async fn derive_guarded(
         Ok(Err(e)) if deterministic(&e) => Err(Failed::Deterministic(e.to_string())),
         Ok(Err(e)) => Err(Failed::Transient(e)),
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into());
+            let message = forum_store::poison::panic_message(&*panic);
             Err(Failed::Deterministic(format!(
                 "deriving panicked: {message}"
             )))
@@ -598,52 +564,18 @@ async fn derive_isolating(
 /// Records `parked` in `proj.poison` under [`FOLLOWER`], in the caller's
 /// transaction; an event parked already counts one more attempt.
 async fn park(tx: &mut PgConnection, parked: &[ParkedCause]) -> Result<()> {
-    if parked.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "insert into proj.poison as p (projection, version, service, position, stream_id, event_id,
-                                       event_type, correlation_id, error)
-         select $1, $2, k.* from unnest($3::text[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[],
-                                        $8::uuid[], $9::text[])
-                as k(service, position, stream_id, event_id, event_type, correlation_id, error)
-         on conflict (projection, version, service, position) do update set
-             error = excluded.error, attempts = p.attempts + 1, retried_at = now()",
-    )
-    .bind(FOLLOWER)
-    .bind(POISON_VERSION)
-    .bind(parked.iter().map(|p| p.service.as_str()).collect::<Vec<_>>())
-    .bind(parked.iter().map(|p| p.position as i64).collect::<Vec<_>>())
-    .bind(parked.iter().map(|p| p.stream_id).collect::<Vec<_>>())
-    .bind(parked.iter().map(|p| p.event_id).collect::<Vec<_>>())
-    .bind(
-        parked
-            .iter()
-            .map(|p| p.event_type.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(parked.iter().map(|p| p.correlation_id).collect::<Vec<_>>())
-    .bind(parked.iter().map(|p| p.error.as_str()).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    Ok(forum_store::poison::park(tx, FOLLOWER, POISON_VERSION as u32, parked).await?)
 }
 
 /// Logs each parked event once, at `error`, after its transaction
 /// committed.
 fn log_parked(parked: &[ParkedCause]) {
-    for p in parked {
-        tracing::error!(
-            projection = FOLLOWER,
-            service = %p.service,
-            position = p.position,
-            event_id = %p.event_id,
-            event_type = %p.event_type,
-            error = %p.error,
-            "event parked as poison: no notification derived from it; the deriver goes on \
-             (see `forum replay list`, then `forum replay retry-poison {FOLLOWER}` after a fix)"
-        );
-    }
+    forum_store::poison::log_parked(
+        FOLLOWER,
+        POISON_VERSION as u32,
+        "no notification derived from it; the deriver goes on",
+        parked,
+    );
 }
 
 /// What [`retry_parked`] did.
