@@ -9,3 +9,4 @@ pub mod ops;
 pub mod paging;
 pub mod posts;
 pub mod users;
+pub mod web;
