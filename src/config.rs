@@ -47,6 +47,62 @@ pub struct Common {
         global = true
     )]
     pub db_max_connections: u32,
+    /// NATS user (with FORUM_NATS_PASSWORD); `nats.conf` has one per role,
+    /// with only the subjects that role needs. None: connect anonymously.
+    #[arg(long, env = "FORUM_NATS_USER", global = true)]
+    pub nats_user: Option<String>,
+    /// Password of FORUM_NATS_USER. Never logged.
+    #[arg(
+        long,
+        env = "FORUM_NATS_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub nats_password: Option<Secret>,
+    /// A NATS `.creds` file (JWT and NKey seed), instead of a user and password.
+    #[arg(long, env = "FORUM_NATS_CREDS", global = true)]
+    pub nats_creds: Option<std::path::PathBuf>,
+}
+
+impl Common {
+    /// The NATS credentials configured.
+    ///
+    /// # Errors
+    /// A user without a password (or the other way round), or both a user
+    /// and a creds file.
+    pub fn nats_credentials(&self) -> Result<forum_store::setup::NatsCredentials, String> {
+        use forum_store::setup::NatsCredentials;
+        match (&self.nats_user, &self.nats_password, &self.nats_creds) {
+            (None, None, None) => Ok(NatsCredentials::None),
+            (Some(user), Some(password), None) => Ok(NatsCredentials::UserPassword {
+                user: user.clone(),
+                password: password.0.clone(),
+            }),
+            (None, None, Some(path)) => Ok(NatsCredentials::CredsFile(path.clone())),
+            (_, _, Some(_)) => Err(
+                "give FORUM_NATS_CREDS or FORUM_NATS_USER and FORUM_NATS_PASSWORD, not both".into(),
+            ),
+            _ => Err("FORUM_NATS_USER and FORUM_NATS_PASSWORD go together".into()),
+        }
+    }
+}
+
+/// A secret setting: its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
 }
 
 /// Settings of the gateway role.
@@ -100,6 +156,75 @@ pub struct GatewayArgs {
     /// connection, in milliseconds; a client not reading is closed with 4008.
     #[arg(long, env = "FORUM_WS_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
     pub ws_write_timeout_ms: u64,
+    /// Rate limits on or off (`on`/`off`, `true`/`false`). Off only for
+    /// benchmarks and tests: limits are what keeps a script from flooding.
+    #[arg(long, env = "FORUM_RATE_LIMITS", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub rate_limits: bool,
+    /// Reads (GET: API, web page) per client address per minute.
+    #[arg(long, env = "FORUM_RATE_READ_PER_MIN", default_value_t = 600)]
+    pub rate_read_per_min: u32,
+    /// Reads per client address allowed at once.
+    #[arg(long, env = "FORUM_RATE_READ_BURST", default_value_t = 240)]
+    pub rate_read_burst: u32,
+    /// Writes (POST, PUT, PATCH, DELETE but register and login) per client
+    /// address per minute.
+    #[arg(long, env = "FORUM_RATE_WRITE_PER_MIN", default_value_t = 120)]
+    pub rate_write_per_min: u32,
+    /// Writes per client address allowed at once.
+    #[arg(long, env = "FORUM_RATE_WRITE_BURST", default_value_t = 60)]
+    pub rate_write_burst: u32,
+    /// Registrations and logins per client address per minute.
+    #[arg(long, env = "FORUM_RATE_AUTH_PER_MIN", default_value_t = 10)]
+    pub rate_auth_per_min: u32,
+    /// Registrations and logins per client address allowed at once.
+    #[arg(long, env = "FORUM_RATE_AUTH_BURST", default_value_t = 10)]
+    pub rate_auth_burst: u32,
+    /// WebSocket upgrades per client address per minute.
+    #[arg(long, env = "FORUM_RATE_WS_PER_MIN", default_value_t = 30)]
+    pub rate_ws_per_min: u32,
+    /// WebSocket upgrades per client address allowed at once.
+    #[arg(long, env = "FORUM_RATE_WS_BURST", default_value_t = 30)]
+    pub rate_ws_burst: u32,
+    /// Authenticated writes per user per minute (on top of the address's).
+    #[arg(long, env = "FORUM_RATE_USER_WRITE_PER_MIN", default_value_t = 60)]
+    pub rate_user_write_per_min: u32,
+    /// Authenticated writes per user allowed at once.
+    #[arg(long, env = "FORUM_RATE_USER_WRITE_BURST", default_value_t = 30)]
+    pub rate_user_write_burst: u32,
+    /// Comma-separated IPs and CIDRs of reverse proxies whose
+    /// `X-Forwarded-For` names the client (the right-most untrusted entry);
+    /// from any other peer the header is ignored.
+    #[arg(long, env = "FORUM_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Time a client has to send a request's headers, in milliseconds,
+    /// counted from when the connection waits for a request; it also closes
+    /// kept-alive connections idle that long.
+    #[arg(long, env = "FORUM_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request's body after its headers, in
+    /// milliseconds (a late JSON body is 408 and the connection closes).
+    #[arg(long, env = "FORUM_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+    /// A kept-alive connection without a request for this long is closed,
+    /// in milliseconds (at most the header timeout).
+    #[arg(long, env = "FORUM_IDLE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub idle_timeout_ms: u64,
+    /// Most connections (WebSockets included) this gateway serves at once;
+    /// beyond it new connections wait in the listen backlog.
+    #[arg(long, env = "FORUM_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// PEM certificate chain: with FORUM_TLS_KEY, the gateway serves HTTPS
+    /// (and wss) only, and the session cookie is Secure.
+    #[arg(long, env = "FORUM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of FORUM_TLS_CERT.
+    #[arg(long, env = "FORUM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// How often expired Idempotency-Key answers (24 h) are deleted, in
+    /// milliseconds.
+    #[arg(long, env = "FORUM_IDEMPOTENCY_SWEEP_MS", default_value_t = 300_000)]
+    pub idempotency_sweep_ms: u64,
 }
 
 /// Settings of the command services.
@@ -111,6 +236,11 @@ pub struct ServiceArgs {
     /// Most commands decided and appended in one transaction.
     #[arg(long, env = "FORUM_MAX_BATCH", default_value_t = 256)]
     pub max_batch: usize,
+    /// Most password hashes (registrations, logins) waiting for a hashing
+    /// thread in this process; more are refused at once with 503 and
+    /// Retry-After.
+    #[arg(long, env = "FORUM_HASH_QUEUE", default_value_t = forum_commands::auth::password::DEFAULT_QUEUE)]
+    pub hash_queue: usize,
     /// Fault injection for tests: abort the process right after the first
     /// commit of events, before they are published or answered.
     #[arg(

@@ -119,7 +119,9 @@ async fn connect(
         Some(pool) => pool,
         None => setup::connect_pg(&common.database_url, common.db_max_connections).await?,
     };
-    let nats = setup::connect_nats(&common.nats_url, &format!("forum-{role}")).await?;
+    let credentials = common.nats_credentials().map_err(Error::Config)?;
+    let nats =
+        setup::connect_nats_as(&common.nats_url, &format!("forum-{role}"), &credentials).await?;
     Ok((pool, nats, Subjects::new(&common.prefix)))
 }
 
@@ -163,7 +165,8 @@ async fn run_service(
     };
     match service {
         Service::Auth => {
-            let domain = Auth::new(pool.clone(), Duration::from_secs(args.session_ttl_secs));
+            let domain = Auth::new(pool.clone(), Duration::from_secs(args.session_ttl_secs))
+                .with_hash_queue(args.hash_queue.max(1));
             runtime::serve(domain, pool, nats, subjects, options, stop).await?;
         }
         Service::Posts => {
@@ -258,12 +261,22 @@ async fn run_gateway(
         };
     let allowed_origins = forum_gateway::live::AllowedOrigins::parse(&args.allowed_origins)
         .map_err(|e| Error::Config(format!("FORUM_ALLOWED_ORIGINS: {e}")))?;
+    let trusted_proxies = forum_gateway::limits::parse_proxies(&args.trusted_proxies)
+        .map_err(|e| Error::Config(format!("FORUM_TRUSTED_PROXIES: {e}")))?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            forum_gateway::server::tls_config(cert, key)
+                .map_err(|e| Error::Config(format!("FORUM_TLS_CERT, FORUM_TLS_KEY: {e}")))?,
+        ),
+        _ => None,
+    };
+    let rate = |per_minute, burst| forum_gateway::limits::Rate { per_minute, burst };
     let (pool, nats, subjects) = connect(&common, shared, "gateway").await?;
     let config = forum_gateway::Config {
         jwt_secret: secret,
         command_timeout: Duration::from_millis(args.command_timeout_ms),
         read_timeout: Duration::from_millis(args.read_timeout_ms),
-        cookie_secure: args.production,
+        cookie_secure: args.production || tls.is_some(),
         live: forum_gateway::live::Settings {
             queue: args.ws_queue.max(1),
             ping: Duration::from_millis(args.ws_ping_ms.max(100)),
@@ -275,15 +288,32 @@ async fn run_gateway(
             write_timeout: Duration::from_millis(args.ws_write_timeout_ms.max(1)),
             ..forum_gateway::live::Settings::default()
         },
+        limits: forum_gateway::limits::Settings {
+            enabled: args.rate_limits,
+            read: rate(args.rate_read_per_min, args.rate_read_burst),
+            write: rate(args.rate_write_per_min, args.rate_write_burst),
+            auth: rate(args.rate_auth_per_min, args.rate_auth_burst),
+            socket: rate(args.rate_ws_per_min, args.rate_ws_burst),
+            user_write: rate(args.rate_user_write_per_min, args.rate_user_write_burst),
+            trusted_proxies,
+        },
+        idempotency_sweep: Duration::from_millis(args.idempotency_sweep_ms.max(10)),
+    };
+    let server = forum_gateway::server::Settings {
+        header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms.max(1)),
+        max_connections: args.max_connections.max(1),
+        tls,
     };
     let state = forum_gateway::AppState::new(config, pool, nats, subjects, stop.clone()).await?;
     let listener = forum_gateway::bind(args.listen)?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "gateway listening");
+    tracing::info!(%addr, tls = server.tls.is_some(), "gateway listening");
     println!("listening on {addr}");
     let live = state.live.clone();
     let app = forum_gateway::app(state);
-    forum_gateway::serve(listener, app, async move {
+    forum_gateway::serve(listener, app, server, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
     .await?;

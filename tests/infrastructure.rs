@@ -471,6 +471,51 @@ async fn an_idempotency_key_replays_the_first_answer_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_is_bound_to_its_body_so_two_clients_never_share_an_answer() {
+    let sys = System::up().await;
+    sys.register("ann").await;
+    let (bob, _) = sys.register("bob").await;
+    let login = |key: &'static str, who: &str| {
+        let req = sys
+            .http
+            .post(sys.url("/api/auth/login"))
+            .header("idempotency-key", key)
+            .json(&json!({"login": who, "password": format!("password-{who}")}));
+        async move {
+            let r = req.send().await.expect("send");
+            let status = r.status().as_u16();
+            (status, r.text().await.expect("text"))
+        }
+    };
+    // Two anonymous clients that happen to pick the same key.
+    let ann = login("shared-key", "ann").await;
+    assert_eq!(ann.0, 200, "{}", ann.1);
+    let other = login("shared-key", "bob").await;
+    assert_eq!(other.0, 409, "never Ann's answer: {}", other.1);
+    assert!(!other.1.contains("token"), "{}", other.1);
+    // Ann's own retry still gets her first answer.
+    assert_eq!(login("shared-key", "ann").await, ann);
+    // A user reusing a key on the same route with another body: 409.
+    let post = |title: &str| {
+        sys.http
+            .post(sys.url("/api/posts"))
+            .bearer_auth(&bob)
+            .header("idempotency-key", "bob-post")
+            .json(&json!({"title": title, "content": "c", "categories": ["general"]}))
+            .send()
+    };
+    assert_eq!(post("first").await.expect("send").status(), 201);
+    assert_eq!(post("first").await.expect("send").status(), 201);
+    assert_eq!(post("another").await.expect("send").status(), 409);
+    let pool = sys.pool().await;
+    let n: i64 = sqlx::query_scalar("select count(*) from read.posts")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
 async fn the_correlation_id_travels_from_the_request_into_the_events() {
     let sys = System::up().await;
     let rid = Uuid::now_v7();

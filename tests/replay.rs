@@ -361,7 +361,10 @@ async fn a_poison_event_is_parked_by_the_rebuild_which_finishes_and_lists_it() {
     );
     let (ok, out, _) = run_replay(&sys, &["list"]).await;
     assert!(ok);
-    assert!(out.contains("parked: auth position 4 user_registered"), "{out}");
+    assert!(
+        out.contains("parked: auth position 4 user_registered"),
+        "{out}"
+    );
     // Still parked on a retry: a bad event is never applied half.
     let (ok, out, _) = run_replay(&sys, &["retry-poison", "users"]).await;
     assert!(!ok, "exits non-zero while one stays parked: {out}");

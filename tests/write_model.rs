@@ -44,6 +44,7 @@ async fn send(
         correlation_id: Uuid::now_v7(),
         actor,
         command,
+        timeout_ms: None,
     };
     let inbox = nats.new_inbox();
     let replies = nats.subscribe(inbox.clone()).await.expect("subscribe");

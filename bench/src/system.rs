@@ -129,6 +129,7 @@ impl Env {
             .env("FORUM_PREFIX", &self.prefix)
             .env("FORUM_JWT_SECRET", format!("bench-secret-{}", self.run_id))
             .env("RUST_LOG", &self.settings.forum_log)
+            .env("FORUM_RATE_LIMITS", "off")
             .stdin(Stdio::null())
             .stderr(Stdio::inherit());
         if let Some(n) = self.settings.db_max_connections {

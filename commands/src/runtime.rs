@@ -44,6 +44,10 @@ pub struct Context {
     pub correlation_id: Uuid,
     /// The authenticated user, if any.
     pub actor: Option<Uuid>,
+    /// When the caller stops waiting (from the envelope's `timeout_ms`,
+    /// counted from the command's arrival): slow preparation that would
+    /// end after it is not started (see `auth::password`).
+    pub deadline: Option<Instant>,
 }
 
 /// The result of deciding one command: its events and its reply data, or
@@ -191,6 +195,7 @@ pub async fn serve<D: Domain>(
             m = sub.next() => match m { Some(m) => m, None => break },
             _ = stop.changed() => break,
         };
+        let arrived = Instant::now();
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
@@ -212,6 +217,9 @@ pub async fn serve<D: Domain>(
                 command_id: envelope.command_id,
                 correlation_id: envelope.correlation_id,
                 actor: envelope.actor,
+                deadline: envelope
+                    .timeout_ms
+                    .map(|ms| arrived + Duration::from_millis(u64::from(ms))),
             };
             match domain.prepare(&ctx, envelope.command).await {
                 Ok(prepared) => {
@@ -640,6 +648,7 @@ pub(crate) mod testing {
             command_id: Uuid::now_v7(),
             correlation_id: Uuid::now_v7(),
             actor: Some(actor),
+            deadline: None,
         }
     }
 

@@ -16,6 +16,14 @@ pub struct Envelope<C> {
     pub actor: Option<Uuid>,
     /// The command itself.
     pub command: C,
+    /// How long the caller waits for the reply, in milliseconds from when
+    /// it sent this; a service drops slow work (a password hash) that could
+    /// only finish after that. `None`: no limit.
+    ///
+    /// Appended last; postcard is not self-describing, so a decoder without
+    /// this field refuses an envelope with it and the other way round: the
+    /// gateway and the services are deployed together.
+    pub timeout_ms: Option<u32>,
 }
 
 impl<C: Serialize> Envelope<C> {
@@ -57,9 +65,18 @@ pub enum Rejection {
     /// The service failed; the command had no effect.
     Internal,
     /// The service's database failed for a while (a lost connection, a
-    /// restart); the command had no effect and may be tried again. Appended
-    /// last: postcard numbers variants in order.
+    /// restart), or the service is overloaded (its password hashing queue
+    /// is full, or the caller's deadline passed before the work began); the
+    /// command had no effect and may be tried again. Appended after
+    /// `Internal`: postcard numbers variants in order.
     Unavailable,
+    /// Too many attempts (failed logins of one account): try again in
+    /// `retry_after_secs` seconds. The gateway answers `429 rate_limited`
+    /// with `Retry-After`. Appended last.
+    RateLimited {
+        /// Whole seconds until an attempt is accepted again (at least 1).
+        retry_after_secs: u32,
+    },
 }
 
 /// The message of a text field the service cannot store.

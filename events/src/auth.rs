@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::{decode, encode, DecodeError};
-use crate::{EventSet, Service};
+use crate::{EventSet, RecordedEvent, Service};
 
 /// A user's declared gender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +113,88 @@ impl From<UserRegisteredV1> for UserRegistered {
     }
 }
 
+/// `user_registered` v3: the **public form** of a registration, the only
+/// one published on NATS (see [`for_bus`]). It is v2 without the e-mail
+/// address and the password hash, which stay in the auth log in Postgres
+/// for the auth service and the projections that read the log; nothing that
+/// reads the bus (the gateways' live feed, the notifications deriver) needs
+/// them. The log never holds this version. It decodes as a
+/// [`UserRegistered`] whose `email` and `password_hash` are empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegisteredPublic {
+    /// The new user's id (also the stream id).
+    pub user_id: Uuid,
+    /// The nickname, with the case it was registered with.
+    pub nickname: String,
+    /// First name, trimmed.
+    pub first_name: String,
+    /// Last name, trimmed.
+    pub last_name: String,
+    /// Age in years.
+    pub age: u8,
+    /// Declared gender.
+    pub gender: Gender,
+    /// Registration time, microseconds since the epoch.
+    pub registered_at_us: i64,
+    /// The user's preferred locale, when known.
+    pub locale: Option<String>,
+}
+
+/// The schema version of [`UserRegisteredPublic`].
+pub const USER_REGISTERED_PUBLIC: u16 = 3;
+
+impl From<UserRegistered> for UserRegisteredPublic {
+    fn from(u: UserRegistered) -> Self {
+        UserRegisteredPublic {
+            user_id: u.user_id,
+            nickname: u.nickname,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            age: u.age,
+            gender: u.gender,
+            registered_at_us: u.registered_at_us,
+            locale: u.locale,
+        }
+    }
+}
+
+impl From<UserRegisteredPublic> for UserRegistered {
+    fn from(p: UserRegisteredPublic) -> Self {
+        UserRegistered {
+            user_id: p.user_id,
+            nickname: p.nickname,
+            email: String::new(),
+            password_hash: String::new(),
+            first_name: p.first_name,
+            last_name: p.last_name,
+            age: p.age,
+            gender: p.gender,
+            registered_at_us: p.registered_at_us,
+            locale: p.locale,
+        }
+    }
+}
+
+/// The form of a logged event that may be published on NATS: a
+/// registration becomes its [`UserRegisteredPublic`] form (no e-mail, no
+/// password hash); every other event is published as logged. A registration
+/// whose payload does not decode is published with an empty payload
+/// (subscribers cannot decode it either way, and nothing secret leaks).
+pub fn for_bus(event: &RecordedEvent) -> std::borrow::Cow<'_, RecordedEvent> {
+    if event.service != Service::Auth || event.event_type != "user_registered" {
+        return std::borrow::Cow::Borrowed(event);
+    }
+    let payload = match event.decode::<AuthEvent>() {
+        Ok(AuthEvent::UserRegistered(u)) => encode(&UserRegisteredPublic::from(u)),
+        _ => Vec::new(),
+    };
+    std::borrow::Cow::Owned(RecordedEvent {
+        schema_version: USER_REGISTERED_PUBLIC,
+        payload,
+        ..event.clone()
+    })
+}
+
 /// A session began, by registration or login (`session_started`, v1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionStarted {
@@ -176,6 +258,9 @@ impl EventSet for AuthEvent {
                 decode::<UserRegisteredV1>(payload).map(|v1| AuthEvent::UserRegistered(v1.into()))
             }
             ("user_registered", 2) => decode(payload).map(AuthEvent::UserRegistered),
+            ("user_registered", USER_REGISTERED_PUBLIC) => {
+                decode::<UserRegisteredPublic>(payload).map(|p| AuthEvent::UserRegistered(p.into()))
+            }
             ("session_started", 1) => decode(payload).map(AuthEvent::SessionStarted),
             ("session_revoked", 1) => decode(payload).map(AuthEvent::SessionRevoked),
             _ => Err(DecodeError::UnknownType {
@@ -220,6 +305,23 @@ mod tests {
                     nickname: "nic".into(),
                     email: "nic@ex.org".into(),
                     password_hash: "phc:vx".into(),
+                    first_name: "Ni".into(),
+                    last_name: "La".into(),
+                    age: 42,
+                    gender: Gender::Female,
+                    registered_at_us: 1_000_000,
+                    locale: Some("fr-CA".into()),
+                }),
+            ),
+            (
+                "user_registered",
+                3,
+                "1001010101010101010101010101010101036e6963024e69024c612a0080897a010566722d4341",
+                AuthEvent::UserRegistered(UserRegistered {
+                    user_id: id(1),
+                    nickname: "nic".into(),
+                    email: String::new(),
+                    password_hash: String::new(),
                     first_name: "Ni".into(),
                     last_name: "La".into(),
                     age: 42,
@@ -281,8 +383,63 @@ mod tests {
     }
 
     #[test]
+    fn a_registration_goes_on_the_bus_as_v3_without_email_or_hash() {
+        let (_, _, v2_bytes, _) = &golden()[1];
+        let (_, _, v3_bytes, _) = &golden()[2];
+        let logged = RecordedEvent {
+            service: Service::Auth,
+            position: 7,
+            stream_id: id(1),
+            version: 1,
+            event_id: id(9),
+            event_type: "user_registered".into(),
+            schema_version: 2,
+            payload: unhex(v2_bytes),
+            metadata: crate::Metadata {
+                correlation_id: id(3),
+                causation_id: id(4),
+                actor: None,
+                recorded_at_us: 5,
+            },
+        };
+        let public = for_bus(&logged).into_owned();
+        assert_eq!(public.schema_version, USER_REGISTERED_PUBLIC);
+        assert_eq!(hex(&public.payload), *v3_bytes);
+        assert_eq!(
+            RecordedEvent {
+                schema_version: 2,
+                payload: logged.payload.clone(),
+                ..public.clone()
+            },
+            logged,
+            "only the payload and its version change"
+        );
+        let wire = public.to_bytes();
+        for secret in [&b"nic@ex.org"[..], &b"phc:vx"[..]] {
+            assert!(
+                !wire.windows(secret.len()).any(|w| w == secret),
+                "{secret:?} on the bus"
+            );
+        }
+        // Other events go out as logged.
+        let revoked = RecordedEvent {
+            event_type: "session_revoked".into(),
+            schema_version: 1,
+            payload: unhex(golden()[4].2),
+            ..logged.clone()
+        };
+        assert!(matches!(for_bus(&revoked), std::borrow::Cow::Borrowed(_)));
+        // A registration that does not decode leaks nothing.
+        let broken = RecordedEvent {
+            payload: b"nic@ex.org".to_vec(),
+            ..logged
+        };
+        assert!(for_bus(&broken).payload.is_empty());
+    }
+
+    #[test]
     fn trailing_bytes_are_rejected() {
-        let (ty, ver, bytes, _) = &golden()[3];
+        let (ty, ver, bytes, _) = &golden()[4];
         let mut b = unhex(bytes);
         b.push(0);
         assert_eq!(
@@ -305,7 +462,7 @@ mod tests {
 
     #[test]
     fn truncated_payloads_are_malformed() {
-        let (ty, ver, bytes, _) = &golden()[2];
+        let (ty, ver, bytes, _) = &golden()[3];
         let b = unhex(bytes);
         assert!(matches!(
             AuthEvent::decode(ty, *ver, &b[..b.len() - 3]),

@@ -58,21 +58,26 @@ impl Bus {
         actor: Option<Uuid>,
         command: C,
     ) -> Result<Accepted<D>> {
-        let envelope = Envelope {
+        let mut envelope = Envelope {
             command_id: Uuid::now_v7(),
             correlation_id,
             actor,
             command,
+            timeout_ms: None,
         };
         let subject = self.subjects.command(service, name);
         self.metrics.command_sent();
         // "No responders" means no instance is subscribed right now (one is
         // starting or restarting): retry until the deadline.
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let payload = Bytes::from(envelope.to_bytes());
         let mut pause = std::time::Duration::from_millis(5);
         let msg = loop {
-            let request = self.nats.request(subject.clone(), payload.clone());
+            // The service drops slow work it could only finish after we
+            // stop waiting: tell it how long that is, on every try.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            envelope.timeout_ms = Some(u32::try_from(left.as_millis()).unwrap_or(u32::MAX));
+            let payload = Bytes::from(envelope.to_bytes());
+            let request = self.nats.request(subject.clone(), payload);
             match tokio::time::timeout_at(deadline, request).await {
                 Ok(Ok(msg)) => break msg,
                 Ok(Err(e))

@@ -40,6 +40,10 @@ pub enum ApiError {
     /// 409 `conflict`.
     #[error("{0}")]
     Conflict(String),
+    /// 408 `request_timeout`: the body did not arrive within the body
+    /// timeout; answered with `Connection: close`.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 413 `payload_too_large`.
     #[error("the body is larger than 64 KiB")]
     PayloadTooLarge,
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::NicknameTaken | ApiError::EmailTaken | ApiError::Conflict(_) => {
                 StatusCode::CONFLICT
             }
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -90,6 +95,7 @@ impl ApiError {
             ApiError::NicknameTaken => "nickname_taken",
             ApiError::EmailTaken => "email_taken",
             ApiError::Conflict(_) => "conflict",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RateLimited(_) => "rate_limited",
@@ -148,10 +154,24 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status_code(), axum::Json(body)).into_response();
-        if let ApiError::RateLimited(secs) = self {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
+        match self {
+            ApiError::RateLimited(secs) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
+            ApiError::RequestTimeout => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        if let ApiError::Unavailable(_) = self {
+            // Overload or a dependency restarting: worth trying again soon.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -168,11 +188,14 @@ impl From<Rejection> for ApiError {
             Rejection::Forbidden => ApiError::Forbidden,
             Rejection::NotFound => ApiError::NotFound,
             Rejection::Conflict(m) => ApiError::Conflict(m),
-            Rejection::Unavailable => {
-                ApiError::Unavailable("the service's database is unavailable".into())
-            }
+            Rejection::Unavailable => ApiError::Unavailable(
+                "the service is overloaded or its database unavailable".into(),
+            ),
             Rejection::Internal => {
                 ApiError::Internal("the service refused with an internal error".into())
+            }
+            Rejection::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited(u64::from(retry_after_secs))
             }
         }
     }

@@ -53,7 +53,13 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         }
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge)?;
+            .map_err(|e| {
+                if crate::server::is_body_timeout(&e) {
+                    ApiError::RequestTimeout
+                } else {
+                    ApiError::PayloadTooLarge
+                }
+            })?;
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
         match value {

@@ -10,7 +10,11 @@
 //! - [`error`]: [`error::ApiError`], the only error the API answers.
 //! - [`bus`]: commands over NATS request-reply.
 //! - [`watermarks`]: waiting for the projections after a write.
-//! - [`idempotency`]: the `Idempotency-Key` middleware.
+//! - [`idempotency`]: the `Idempotency-Key` middleware and the sweep of
+//!   expired keys.
+//! - [`limits`]: rate limits per client address and per user.
+//! - [`server`]: the accept loop: HTTP/1.1, optional TLS, timeouts, the
+//!   connection cap, graceful shutdown.
 //! - [`token`]: session tokens (JWT).
 //! - [`metrics`], [`time`], [`openapi`]: counters, time format, API description.
 
@@ -18,10 +22,12 @@ pub mod bus;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod time;
 pub mod token;
 pub mod watermarks;
@@ -61,6 +67,10 @@ pub struct Config {
     pub cookie_secure: bool,
     /// The live feed's tunables.
     pub live: live::Settings,
+    /// Rate limits.
+    pub limits: limits::Settings,
+    /// How often expired `Idempotency-Key` answers are deleted.
+    pub idempotency_sweep: Duration,
 }
 
 /// What every handler shares; cloning is shallow.
@@ -84,13 +94,16 @@ pub struct AppState {
     pub presence: live::Presence,
     /// The live feed.
     pub live: live::Live,
+    /// Rate limiters.
+    pub limits: limits::Limits,
     /// Settings.
     pub config: Arc<Config>,
 }
 
 impl AppState {
-    /// Builds the state, starts following the projectors and starts the
-    /// live feed; the feed's tasks end and its sockets close when `stop`
+    /// Builds the state, starts following the projectors, the live feed,
+    /// the rate limiters' clean-up and the sweep of expired idempotency
+    /// keys; those tasks end and the feed's sockets close when `stop`
     /// turns true.
     ///
     /// # Errors
@@ -119,9 +132,16 @@ impl AppState {
             &subjects,
             metrics.clone(),
             presence.clone(),
-            stop,
+            stop.clone(),
         )
         .await?;
+        let limits = limits::Limits::new(config.limits.clone());
+        tokio::spawn(limits.clone().forget_idle_until(stop.clone()));
+        tokio::spawn(idempotency::sweep(
+            pool.clone(),
+            config.idempotency_sweep,
+            stop,
+        ));
         Ok(AppState {
             pool,
             nats,
@@ -132,6 +152,7 @@ impl AppState {
             metrics,
             presence,
             live,
+            limits,
             config: Arc::new(config),
         })
     }
@@ -165,6 +186,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(routes::ops::router())
+        .merge(routes::web::router())
         .nest(
             "/api",
             routes::auth::router()
@@ -181,6 +203,8 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Before anything else does work (idempotency claims, auth, bodies).
+        .layer(middleware::from_fn_with_state(state.clone(), limits::layer))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -231,18 +255,17 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
+/// requests in flight (see [`server`]).
 ///
 /// # Errors
 /// I/O failure of the listener.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    settings: server::Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, app, settings, shutdown).await
 }
 
 /// A response with no body.

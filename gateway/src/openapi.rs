@@ -14,7 +14,14 @@ use crate::routes;
     info(title = "Forum API", version = "1",
          description = "Real-time forum backend. Errors always have the body `{\"error\": {\"code\", \"message\", \"fields\"?}}`. \
 Besides the codes of the contract, an unsupported method on a known path answers 405 `method_not_allowed`. \
-Every write accepts `Idempotency-Key` (1-128 characters). Live feed: `GET /api/ws` (WebSocket)."),
+Every write accepts `Idempotency-Key` (1-128 characters). Live feed: `GET /api/ws` (WebSocket). \
+Rate limits: every route but `/healthz`, `/readyz` and `/metrics` is limited per client address (reads, writes, \
+register and login, WebSocket upgrades each have their own budget), and every authenticated write also per user. \
+Every response of a limited route carries `RateLimit-Limit` (requests allowed at once), `RateLimit-Remaining` \
+(requests left now) and `RateLimit-Reset` (seconds until the budget is full again); a refused request is \
+429 `rate_limited` with `Retry-After` (whole seconds, at least 1). A request refused before any work \
+(401, 413, 415, 429) stores no `Idempotency-Key`. A body that does not arrive within the server's body \
+timeout is 408 `request_timeout` (the connection closes)."),
     paths(
         routes::ops::healthz, routes::ops::readyz, routes::ops::metrics,
         routes::auth::register, routes::auth::login, routes::auth::logout, routes::auth::me,
@@ -71,8 +78,9 @@ impl Modify for Security {
 /// every `/api` route may answer 500 `internal` and 503 `unavailable`; a
 /// route with a path parameter 400 (a segment that is not UTF-8) and 404;
 /// a write 400 (`Idempotency-Key` over 128 characters), 409 (a key reused
-/// for another request), and, when it takes a body, 413 and 415. Writes
-/// also get the `Idempotency-Key` header parameter.
+/// for another request), and, when it takes a body, 408, 413 and 415.
+/// Every `/api` route may answer 429 `rate_limited`. Writes also get the
+/// `Idempotency-Key` header parameter.
 struct CommonResponses;
 
 impl CommonResponses {
@@ -105,6 +113,11 @@ impl CommonResponses {
         );
         Self::add(
             op,
+            "429",
+            "rate_limited: a rate limit of the client address or the user is spent; `Retry-After` says when to try again (the RateLimit-* headers are on every answer of a limited route)",
+        );
+        Self::add(
+            op,
             "503",
             "unavailable: a command service or the read models did not answer in time; retry (with the same Idempotency-Key for a write)",
         );
@@ -129,6 +142,11 @@ impl CommonResponses {
             );
             Self::add(op, "413", "payload_too_large: a body over 64 KiB");
             if op.request_body.is_some() {
+                Self::add(
+                    op,
+                    "408",
+                    "request_timeout: the body did not arrive within the server's body timeout (the connection closes)",
+                );
                 Self::add(
                     op,
                     "415",

@@ -6,6 +6,10 @@
 //! same batch at once, and a relay that dies mid-round leaves the checkpoint
 //! where it was: the next round re-publishes, and the stream drops the
 //! duplicates by `Nats-Msg-Id`.
+//!
+//! What goes on the bus is each event's public form
+//! ([`forum_events::auth::for_bus`]): a registration is published without
+//! its e-mail address and password hash, which only the auth log keeps.
 
 use std::time::Duration;
 
@@ -97,8 +101,9 @@ pub async fn publish_pending(
     };
     let mut acks = Vec::with_capacity(events.len());
     for event in &events {
+        let public = forum_events::auth::for_bus(event);
         let publish = PublishMessage::build()
-            .payload(Bytes::from(event.to_bytes()))
+            .payload(Bytes::from(public.to_bytes()))
             .message_id(event.event_id.to_string());
         let ack = js
             .send_publish(subjects.event(service, &event.event_type), publish)

@@ -63,12 +63,64 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
-/// Connects to NATS.
+/// How a process proves who it is to NATS (each role has its own user in
+/// `nats.conf`, with the permissions it needs). Its `Debug` shows no secret.
+#[derive(Clone, Default)]
+pub enum NatsCredentials {
+    /// No credentials (a server without authorization, e.g. development).
+    #[default]
+    None,
+    /// A user and password of the server's `authorization` block.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// Its password (never logged).
+        password: String,
+    },
+    /// A `.creds` file (JWT and NKey seed) for decentralized auth.
+    CredsFile(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for NatsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NatsCredentials::None => f.write_str("None"),
+            NatsCredentials::UserPassword { user, .. } => {
+                write!(f, "UserPassword {{ user: {user:?}, password: \"***\" }}")
+            }
+            NatsCredentials::CredsFile(p) => write!(f, "CredsFile({p:?})"),
+        }
+    }
+}
+
+/// Connects to NATS without credentials.
 ///
 /// # Errors
-/// When the server cannot be reached.
+/// When the server cannot be reached or refuses.
 pub async fn connect_nats(url: &str, name: &str) -> Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
+    connect_nats_as(url, name, &NatsCredentials::None).await
+}
+
+/// Connects to NATS as `credentials`.
+///
+/// # Errors
+/// When the server cannot be reached, the creds file cannot be read, or the
+/// server refuses the credentials.
+pub async fn connect_nats_as(
+    url: &str,
+    name: &str,
+    credentials: &NatsCredentials,
+) -> Result<async_nats::Client> {
+    let options = match credentials {
+        NatsCredentials::None => async_nats::ConnectOptions::new(),
+        NatsCredentials::UserPassword { user, password } => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        NatsCredentials::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|e| Error::Nats(format!("NATS credentials file {}: {e}", path.display())))?,
+    };
+    options
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))

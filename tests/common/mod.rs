@@ -86,6 +86,9 @@ impl System {
             // the day's load. Tests that exercise a timeout set their own.
             .env("FORUM_COMMAND_TIMEOUT_MS", TEST_TIMEOUT_MS)
             .env("FORUM_READ_TIMEOUT_MS", TEST_TIMEOUT_MS)
+            // Every test talks from 127.0.0.1: the per-address limits are for
+            // the tests of limits (tests/rate_limits.rs turns them on).
+            .env("FORUM_RATE_LIMITS", "off")
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -113,9 +113,88 @@ pub fn logout(
     }
 }
 
+/// Failed logins in a row an account is allowed before its logins slow down.
+pub const FREE_FAILURES: u32 = 5;
+
+/// The longest delay between two login attempts of one account, in seconds:
+/// however long someone keeps failing, the owner is never locked out for
+/// more than this at a time.
+pub const MAX_DELAY_SECS: u32 = 60;
+
+/// How long logins of an account are refused (`429` with `Retry-After`,
+/// without hashing) after its `failures`-th failed login in a row: nothing
+/// for the first [`FREE_FAILURES`], then 1 s, 2 s, 4 s … doubling, capped
+/// at [`MAX_DELAY_SECS`]. A successful login resets the count.
+pub fn login_delay_secs(failures: u32) -> Option<u32> {
+    let over = failures.checked_sub(FREE_FAILURES)?;
+    Some(
+        1u32.checked_shl(over)
+            .unwrap_or(u32::MAX)
+            .min(MAX_DELAY_SECS),
+    )
+}
+
+/// Whether a login may be tried now: refused while the account's delay
+/// runs (`wait_secs` seconds left, as the database computed it).
+///
+/// # Errors
+/// [`Rejection::RateLimited`] with the whole seconds left (at least 1).
+pub fn login_admitted(wait_secs: Option<f64>) -> Result<(), Rejection> {
+    match wait_secs {
+        Some(w) if w > 0.0 => Err(Rejection::RateLimited {
+            retry_after_secs: (w.ceil() as u32).clamp(1, MAX_DELAY_SECS),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logins_slow_down_after_five_failures_doubling_up_to_a_minute() {
+        let delays: Vec<Option<u32>> = (0..=14).map(login_delay_secs).collect();
+        assert_eq!(
+            delays,
+            [
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(1),
+                Some(2),
+                Some(4),
+                Some(8),
+                Some(16),
+                Some(32),
+                Some(60),
+                Some(60),
+                Some(60),
+                Some(60)
+            ]
+        );
+        assert_eq!(login_delay_secs(u32::MAX), Some(60));
+    }
+
+    #[test]
+    fn a_login_during_the_delay_is_refused_with_the_seconds_left() {
+        assert_eq!(login_admitted(None), Ok(()));
+        assert_eq!(login_admitted(Some(-3.0)), Ok(()));
+        assert_eq!(
+            login_admitted(Some(0.2)),
+            Err(Rejection::RateLimited {
+                retry_after_secs: 1
+            })
+        );
+        assert_eq!(
+            login_admitted(Some(41.5)),
+            Err(Rejection::RateLimited {
+                retry_after_secs: 42
+            })
+        );
+    }
 
     fn account() -> NewAccount {
         NewAccount {

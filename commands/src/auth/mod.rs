@@ -3,16 +3,33 @@
 //! # Layout
 //! - [`validate`]: newtypes that parse API input once, at the edge.
 //! - [`decide`]: the pure decisions and their given/when/then tests.
-//! - [`password`]: argon2id hashing on the blocking pool.
+//! - [`password`]: argon2id hashing on threads of its own, behind a
+//!   bounded queue with deadlines (admission control).
 //! - this file: the wire commands and the [`Domain`] glue (loading state in
-//!   the append transaction, writing the write model).
+//!   the append transaction, writing the write model), and the login
+//!   throttle.
+//!
+//! # Login throttle
+//! Failed logins are counted per account in `auth.login_throttle` (this
+//! service's own Postgres state, so every gateway and every instance counts
+//! the same). After [`decide::FREE_FAILURES`] failures in a row, each
+//! failure refuses the account's logins for a doubling delay (1 s, 2 s, 4 s
+//! … capped at [`decide::MAX_DELAY_SECS`]); during it a login is answered
+//! `429 rate_limited` with `Retry-After` at once, **without hashing** (the
+//! choice that keeps the CPU low under a brute-force flood: one hash per
+//! delay at most), and is not counted. A success resets the count. Nobody
+//! can lock the owner out for more than a minute at a time: after each
+//! delay one attempt is hashed again. A login no account holds is counted
+//! under a UUIDv5 of the lower-cased login, so unknown and known accounts
+//! answer alike (same hash, same 401, same 429); the rows stay bounded (see
+//! migration 0008).
 
 pub mod decide;
 pub mod password;
 pub mod validate;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use forum_events::auth::{AuthEvent, Gender};
 use forum_events::{NewEvent, Service};
@@ -25,7 +42,10 @@ use crate::runtime::{Context, Domain, Outcome};
 use crate::wire::Rejection;
 use crate::Result;
 use decide::{AccountState, NewAccount, SessionState};
-use password::Hasher;
+use password::{HashError, Hasher, Refused};
+
+/// The namespace of the throttle keys of logins no account holds.
+const UNKNOWN_LOGIN: Uuid = Uuid::from_u128(0x6c6f_6769_6e2d_7468_726f_7474_6c65_0001);
 
 /// Create an account (and a first session).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +169,131 @@ impl Auth {
         }
     }
 
+    /// The same service with at most `queue` password hashes waiting for a
+    /// thread (`FORUM_HASH_QUEUE`); more are refused at once (503).
+    pub fn with_hash_queue(self, queue: usize) -> Self {
+        Auth {
+            hasher: Hasher::with_queue(queue),
+            ..self
+        }
+    }
+
+    /// Checks a login: refused during the account's delay without hashing;
+    /// otherwise the password is verified and the outcome counted.
+    async fn login(
+        &self,
+        deadline: Option<Instant>,
+        l: Login,
+    ) -> std::result::Result<Prepared, Rejection> {
+        let key = l.login.to_lowercase();
+        let unknown_key = Uuid::new_v5(&UNKNOWN_LOGIN, key.as_bytes());
+        let row = sqlx::query(
+            "with account as (
+                 select user_id, password_hash from auth.accounts
+                 where nickname_key = $1 or email_key = $1 limit 1)
+             select a.user_id, a.password_hash, t.failures,
+                    extract(epoch from (t.blocked_until - now()))::float8 as wait_secs
+             from (select 1) one
+             left join account a on true
+             left join auth.login_throttle t on t.key = coalesce(a.user_id, $2)",
+        )
+        .bind(&key)
+        .bind(unknown_key)
+        .fetch_optional(&self.pool)
+        .await
+        .or_else(|e| match sqlx_class(&e) {
+            // A login no account can hold (U+0000): unknown.
+            Class::Unstorable => Ok(None),
+            class => {
+                tracing::error!(error = %e, "login look-up failed");
+                Err(unavailable_or_internal(class))
+            }
+        })?;
+        let (user_id, hash, tracked, wait) = match &row {
+            Some(r) => (
+                r.try_get::<Option<Uuid>, _>("user_id").ok().flatten(),
+                r.try_get::<Option<String>, _>("password_hash")
+                    .ok()
+                    .flatten(),
+                r.try_get::<Option<i32>, _>("failures")
+                    .ok()
+                    .flatten()
+                    .is_some(),
+                r.try_get::<Option<f64>, _>("wait_secs").ok().flatten(),
+            ),
+            None => (None, None, false, None),
+        };
+        decide::login_admitted(wait)?;
+        let throttle_key = user_id.unwrap_or(unknown_key);
+        // Unknown users are verified against a dummy hash, so both
+        // failures cost the same.
+        let ok = self
+            .hasher
+            .verify(l.password, hash, deadline)
+            .await
+            .map_err(refused)?;
+        match (ok, user_id) {
+            (true, Some(user_id)) => {
+                if tracked {
+                    self.forget_failures(user_id).await?;
+                }
+                Ok(Prepared::Login {
+                    user_id,
+                    session_id: Uuid::new_v4(),
+                    expires_at_us: self.expiry(now_us()),
+                })
+            }
+            _ => {
+                self.count_failure(throttle_key).await?;
+                Err(Rejection::InvalidCredentials)
+            }
+        }
+    }
+
+    /// Counts one more failed login of `key` and starts its delay when it
+    /// has failed too often; forgets a few keys quiet for 15 minutes.
+    async fn count_failure(&self, key: Uuid) -> std::result::Result<(), Rejection> {
+        let failures: i32 = sqlx::query_scalar(
+            "with pruned as (
+                 delete from auth.login_throttle where key in (
+                     select key from auth.login_throttle
+                     where last_failure < now() - interval '15 minutes' and key <> $1
+                     limit 16))
+             insert into auth.login_throttle as t (key, failures, last_failure)
+             values ($1, 1, now())
+             on conflict (key) do update
+                 set failures = least(t.failures, 1000000) + 1, last_failure = now()
+             returning failures",
+        )
+        .bind(key)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(throttle_failed)?;
+        if let Some(secs) = decide::login_delay_secs(failures.max(0) as u32) {
+            sqlx::query(
+                "update auth.login_throttle
+                 set blocked_until = greatest(blocked_until, now() + make_interval(secs => $2))
+                 where key = $1",
+            )
+            .bind(key)
+            .bind(f64::from(secs))
+            .execute(&self.pool)
+            .await
+            .map_err(throttle_failed)?;
+        }
+        Ok(())
+    }
+
+    /// A successful login: the account's failures are forgotten.
+    async fn forget_failures(&self, user_id: Uuid) -> std::result::Result<(), Rejection> {
+        sqlx::query("delete from auth.login_throttle where key = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(throttle_failed)
+    }
+
     fn expiry(&self, now_us: i64) -> i64 {
         now_us + self.session_ttl.as_micros() as i64
     }
@@ -156,6 +301,28 @@ impl Auth {
 
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
+}
+
+/// A job the hashing queue refused: overloaded, try again (503).
+fn refused(r: Refused) -> Rejection {
+    match r {
+        Refused::Busy | Refused::Expired => Rejection::Unavailable,
+        Refused::NoWorker => Rejection::Internal,
+    }
+}
+
+fn unavailable_or_internal(class: Class) -> Rejection {
+    match class {
+        Class::Transient => Rejection::Unavailable,
+        _ => Rejection::Internal,
+    }
+}
+
+/// The throttle could not be read or written: the login is refused rather
+/// than let through uncounted.
+fn throttle_failed(e: sqlx::Error) -> Rejection {
+    tracing::error!(error = %e, "login throttle not updated");
+    unavailable_or_internal(sqlx_class(&e))
 }
 
 impl Domain for Auth {
@@ -166,16 +333,19 @@ impl Domain for Auth {
 
     async fn prepare(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         command: AuthCommand,
     ) -> std::result::Result<Prepared, Rejection> {
         match command {
             AuthCommand::Register(r) => {
-                let password_hash = self
-                    .hasher
-                    .hash(r.password)
-                    .await
-                    .map_err(|_| Rejection::Internal)?;
+                let password_hash = match self.hasher.hash(r.password, ctx.deadline).await {
+                    Ok(h) => h,
+                    Err(HashError::Refused(r)) => return Err(refused(r)),
+                    Err(HashError::Failed(e)) => {
+                        tracing::error!(error = %e, "password hashing failed");
+                        return Err(Rejection::Internal);
+                    }
+                };
                 let now = now_us();
                 Ok(Prepared::Register(NewAccount {
                     user_id: Uuid::now_v7(),
@@ -191,42 +361,7 @@ impl Domain for Auth {
                     expires_at_us: self.expiry(now),
                 }))
             }
-            AuthCommand::Login(l) => {
-                let key = l.login.to_lowercase();
-                let row = sqlx::query(
-                    "select user_id, password_hash from auth.accounts
-                     where nickname_key = $1 or email_key = $1 limit 1",
-                )
-                .bind(&key)
-                .fetch_optional(&self.pool)
-                .await
-                .or_else(|e| match sqlx_class(&e) {
-                    // A login no account can hold (U+0000): unknown.
-                    Class::Unstorable => Ok(None),
-                    _ => {
-                        tracing::error!(error = %e, "login look-up failed");
-                        Err(Rejection::Internal)
-                    }
-                })?;
-                let (user_id, hash) = match row {
-                    Some(r) => (
-                        r.try_get::<Uuid, _>("user_id").ok(),
-                        r.try_get::<String, _>("password_hash").ok(),
-                    ),
-                    None => (None, None),
-                };
-                // Unknown users are verified against a dummy hash, so both
-                // failures cost the same.
-                let ok = self.hasher.verify(l.password, hash).await;
-                match (ok, user_id) {
-                    (true, Some(user_id)) => Ok(Prepared::Login {
-                        user_id,
-                        session_id: Uuid::new_v4(),
-                        expires_at_us: self.expiry(now_us()),
-                    }),
-                    _ => Err(Rejection::InvalidCredentials),
-                }
-            }
+            AuthCommand::Login(l) => self.login(ctx.deadline, l).await,
             AuthCommand::Logout(l) => Ok(Prepared::Logout {
                 session_id: l.session_id,
             }),
@@ -448,6 +583,93 @@ mod tests {
             .expect("accounts");
         keys.sort();
         assert_eq!(keys, ["ada", "cyd"]);
+    }
+
+    fn login(login: &str, password: &str) -> AuthCommand {
+        AuthCommand::Login(Login {
+            login: login.into(),
+            password: password.into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn after_five_failures_logins_are_refused_without_hashing_until_the_delay_ends() {
+        let db = TestDb::new().await;
+        let auth = Auth::new(db.pool.clone(), Duration::from_secs(60));
+        let hash = auth
+            .hasher
+            .hash("right password".into(), None)
+            .await
+            .expect("hash");
+        let (c, Prepared::Register(mut account)) = register("ada") else {
+            unreachable!()
+        };
+        account.password_hash = hash;
+        let replies = run_batch(
+            &auth,
+            &db.pool,
+            vec![(c, Prepared::Register(account))],
+            &Options::default(),
+        )
+        .await;
+        assert!(rejection(&replies[0]).is_none(), "{replies:?}");
+        let ctx = ctx(Uuid::nil());
+        // A known account (by nickname, then by e-mail: one count) and an
+        // unknown login are treated alike.
+        for who in ["ada", "nobody"] {
+            for i in 0..decide::FREE_FAILURES {
+                let l = if who == "ada" && i % 2 == 1 {
+                    "ADA@example.org"
+                } else {
+                    who
+                };
+                let r = auth.prepare(&ctx, login(l, "wrong password")).await;
+                assert_eq!(r.err(), Some(Rejection::InvalidCredentials), "{who} #{i}");
+            }
+            // The fifth failure started a delay of 1 s: even the right
+            // password is refused now, without being hashed.
+            let started = Instant::now();
+            let r = auth.prepare(&ctx, login(who, "right password")).await;
+            assert_eq!(
+                r.err(),
+                Some(Rejection::RateLimited {
+                    retry_after_secs: 1
+                }),
+                "{who}"
+            );
+            assert!(started.elapsed() < Duration::from_millis(500));
+        }
+        let rows: i64 = sqlx::query_scalar("select count(*) from auth.login_throttle")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+        assert_eq!(rows, 2);
+        // Once the delay is over, the owner logs in and the count is reset.
+        sqlx::query("update auth.login_throttle set blocked_until = now() - interval '1 second'")
+            .execute(&db.pool)
+            .await
+            .expect("end the delay");
+        let r = auth.prepare(&ctx, login("ada", "right password")).await;
+        assert!(matches!(r, Ok(Prepared::Login { .. })));
+        let failures: Vec<i32> = sqlx::query_scalar("select failures from auth.login_throttle")
+            .fetch_all(&db.pool)
+            .await
+            .expect("rows");
+        assert_eq!(
+            failures,
+            [decide::FREE_FAILURES as i32],
+            "only nobody's left"
+        );
+        // The next failure of the unknown login doubles its delay.
+        let r = auth.prepare(&ctx, login("nobody", "again")).await;
+        assert_eq!(r.err(), Some(Rejection::InvalidCredentials));
+        let r = auth.prepare(&ctx, login("nobody", "again")).await;
+        assert_eq!(
+            r.err(),
+            Some(Rejection::RateLimited {
+                retry_after_secs: 2
+            })
+        );
     }
 
     #[tokio::test]

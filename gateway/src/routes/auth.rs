@@ -39,18 +39,37 @@ pub struct AuthResponse {
 #[allow(dead_code)]
 pub struct RegisterRequest {
     /// 3–32 of `A–Z a–z 0–9 _ . -`, unique case-insensitively.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]+$")]
     nickname: String,
-    /// One `@`, a dot in the domain, ≤ 254; unique case-insensitively.
+    /// One `@`, a dot in the domain, ≤ 254, no spaces or control characters;
+    /// unique case-insensitively.
+    #[schema(
+        max_length = 254,
+        pattern = "^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$"
+    )]
     email: String,
     /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
-    /// 1–64 after trimming.
+    /// 1–64 after trimming; no control characters but tab and line breaks.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     first_name: String,
-    /// 1–64 after trimming.
+    /// 1–64 after trimming; no control characters but tab and line breaks.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     last_name: String,
     /// Integer 13–130.
+    #[schema(minimum = 13, maximum = 130)]
     age: i64,
     /// `female`, `male`, `other` or `unspecified`.
+    #[schema(pattern = "^(female|male|other|unspecified)$")]
     gender: String,
 }
 
@@ -58,9 +77,11 @@ pub struct RegisterRequest {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct LoginRequest {
-    /// Nickname or e-mail, any case.
+    /// Nickname or e-mail, any case; no control characters.
+    #[schema(min_length = 1, max_length = 254)]
     login: String,
-    /// Password.
+    /// Password (longer than 128 characters never matches).
+    #[schema(max_length = 128)]
     password: String,
 }
 

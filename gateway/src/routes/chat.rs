@@ -85,7 +85,13 @@ pub struct MessagePage {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct SendMessageRequest {
-    /// 1–2000 characters, not blank (stored as given).
+    /// 1–2000 characters, not blank (stored as given); no control
+    /// characters but tab and line breaks.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     content: String,
 }
 
@@ -232,7 +238,7 @@ pub async fn send_message(
 /// pages to older messages.
 #[utoipa::path(get, path = "/api/conversations/{user_id}/messages", tag = "chat",
     params(("user_id" = Uuid, Path, description = "The other participant"),
-           ("limit" = Option<i64>, Query, description = "1-50, default 10"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 50, description = "1-50, default 10"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = MessagePage),
               (status = 400, body = crate::error::ErrorBody, description = "Bad `limit` or `cursor`"),

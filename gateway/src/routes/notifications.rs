@@ -94,7 +94,7 @@ fn notification_from_row(r: &PgRow) -> Result<Notification> {
 /// The caller's notifications, newest first.
 #[utoipa::path(get, path = "/api/notifications", tag = "notifications",
     params(("unread" = Option<bool>, Query, description = "`true`: only unread ones (`false`: all, the default)"),
-           ("limit" = Option<i64>, Query, description = "1-100, default 20"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1-100, default 20"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = NotificationPage),
               (status = 400, body = crate::error::ErrorBody, description = "Bad `unread`, `limit` or `cursor`"),

@@ -150,11 +150,24 @@ pub struct ReactionState {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct CreatePostRequest {
-    /// 1–200 characters, not blank (stored trimmed).
+    /// 1–200 characters, not blank (stored trimmed); no control characters
+    /// but tab and line breaks.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     title: String,
-    /// 1–20000 characters, not blank.
+    /// 1–20000 characters, not blank; no control characters but tab and
+    /// line breaks.
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     content: String,
-    /// 1–5 known category slugs; duplicates are ignored.
+    /// 1–5 known category slugs (`GET /api/categories`); duplicates are ignored.
+    #[schema(min_items = 1, max_items = 5)]
     categories: Vec<String>,
 }
 
@@ -162,11 +175,22 @@ pub struct CreatePostRequest {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct EditPostRequest {
-    /// New title.
+    /// New title (as in creation).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     title: Option<String>,
-    /// New content.
+    /// New content (as in creation).
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     content: Option<String>,
-    /// New categories.
+    /// New categories (as in creation).
+    #[schema(min_items = 1, max_items = 5)]
     categories: Option<Vec<String>>,
 }
 
@@ -174,7 +198,13 @@ pub struct EditPostRequest {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct CommentRequest {
-    /// 1–5000 characters, not blank.
+    /// 1–5000 characters, not blank; no control characters but tab and
+    /// line breaks.
+    #[schema(
+        min_length = 1,
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     content: String,
 }
 
@@ -183,6 +213,7 @@ pub struct CommentRequest {
 #[allow(dead_code)]
 pub struct ReactionRequest {
     /// `like`, `dislike`, or null to withdraw.
+    #[schema(pattern = "^(like|dislike)$")]
     reaction: Option<String>,
 }
 
@@ -440,7 +471,7 @@ pub async fn create_post(
     params(("category" = Option<String>, Query, description = "Category slug"),
            ("author" = Option<String>, Query, description = "Author id, or `me` (needs login)"),
            ("reacted" = Option<String>, Query, description = "`like`: posts the caller liked (needs login)"),
-           ("limit" = Option<i64>, Query, description = "1-100, default 20"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1-100, default 20"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = PostPage),
               (status = 400, body = crate::error::ErrorBody),
@@ -635,7 +666,7 @@ pub async fn create_comment(
 /// A post's comments, oldest first.
 #[utoipa::path(get, path = "/api/posts/{id}/comments", tag = "forum",
     params(("id" = Uuid, Path, description = "Post id"),
-           ("limit" = Option<i64>, Query, description = "1-100, default 20"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1-100, default 20"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = CommentPage),
               (status = 400, body = crate::error::ErrorBody),
