@@ -123,10 +123,15 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A required integer (a JSON number without a fraction).
+    /// A required integer: a JSON number whose value is whole (`30` or
+    /// `30.0`, as JSON Schema's `integer`; never `30.5`, `"30"` or `true`).
     pub fn integer(&mut self, name: &str) -> Option<i64> {
         match self.map.get(name) {
-            Some(Value::Number(n)) => match n.as_i64() {
+            Some(Value::Number(n)) => match n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            }) {
                 Some(i) => Some(i),
                 None => {
                     self.fail(name, "must be an integer");

@@ -65,7 +65,7 @@ pub struct RegisterRequest {
         pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
     )]
     last_name: String,
-    /// Integer 13–130.
+    /// Integer 13–130 (a whole JSON number: `30` or `30.0`).
     #[schema(minimum = 13, maximum = 130)]
     age: i64,
     /// `female`, `male`, `other` or `unspecified`.
@@ -78,7 +78,11 @@ pub struct RegisterRequest {
 #[allow(dead_code)]
 pub struct LoginRequest {
     /// Nickname or e-mail, any case; no control characters.
-    #[schema(min_length = 1, max_length = 254)]
+    #[schema(
+        min_length = 1,
+        max_length = 254,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     login: String,
     /// Password (longer than 128 characters never matches).
     #[schema(max_length = 128)]

@@ -212,8 +212,8 @@ pub struct CommentRequest {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct ReactionRequest {
-    /// `like`, `dislike`, or null to withdraw.
-    #[schema(pattern = "^(like|dislike)$")]
+    /// `like`, `dislike`, or null to withdraw (required, null included).
+    #[schema(required = true, nullable, pattern = "^(like|dislike)$")]
     reaction: Option<String>,
 }
 
