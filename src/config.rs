@@ -27,7 +27,8 @@ pub struct Common {
         global = true
     )]
     pub database_url: String,
-    /// NATS server URL (JetStream enabled).
+    /// NATS server URL (JetStream enabled), or a cluster's seed list
+    /// separated by commas.
     #[arg(
         long,
         env = "FORUM_NATS_URL",

@@ -516,6 +516,20 @@ async fn an_idempotency_key_is_bound_to_its_body_so_two_clients_never_share_an_a
 }
 
 #[tokio::test]
+async fn a_seed_list_of_nats_servers_is_accepted_and_an_unreachable_one_skipped() {
+    // A cluster's seed list, whose first server does not answer: the
+    // client connects to the one that does.
+    let sys = System::up_with(&[(
+        "FORUM_NATS_URL",
+        "nats://127.0.0.1:1, nats://127.0.0.1:4222",
+    )])
+    .await;
+    let (token, _) = sys.register("seeded").await;
+    let (status, body) = sys.get("/api/auth/me", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn the_correlation_id_travels_from_the_request_into_the_events() {
     let sys = System::up().await;
     let rid = Uuid::now_v7();

@@ -124,9 +124,55 @@ pub async fn connect_nats_as(
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))
-        .connect(url)
+        .connect(nats_servers(url)?)
         .await
         .map_err(|e| Error::Nats(e.to_string()))
+}
+
+/// The servers of `FORUM_NATS_URL`: one URL, or a cluster's seed list
+/// separated by commas (`nats://a:4222,nats://b:4222`). The client connects
+/// to one of them and learns the rest of the cluster from it.
+///
+/// # Errors
+/// An empty list or a URL that does not parse, named.
+pub fn nats_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>> {
+    let servers = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>()
+                .map_err(|e| Error::Nats(format!("NATS server URL {s:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if servers.is_empty() {
+        return Err(Error::Nats("no NATS server URL given".into()));
+    }
+    Ok(servers)
+}
+
+#[cfg(test)]
+mod nats_url_tests {
+    use super::nats_servers;
+
+    #[test]
+    fn a_seed_list_of_a_cluster_is_split_and_each_url_checked() {
+        let servers =
+            nats_servers("nats://127.0.0.1:14222, nats://127.0.0.1:14223,nats://127.0.0.1:14224")
+                .expect("three servers");
+        assert_eq!(servers.len(), 3);
+        assert_eq!(
+            nats_servers("nats://127.0.0.1:4222").map(|s| s.len()).ok(),
+            Some(1)
+        );
+        assert!(nats_servers("").is_err());
+        assert!(nats_servers(" , ").is_err());
+        let bad = nats_servers("nats://127.0.0.1:4222,nats://host:notaport")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(bad.contains("host:notaport"), "{bad}");
+    }
 }
 
 /// Creates or updates the stream capturing `<prefix>.evt.>`: file storage,
