@@ -151,30 +151,6 @@ pub fn nats_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>> {
     Ok(servers)
 }
 
-#[cfg(test)]
-mod nats_url_tests {
-    use super::nats_servers;
-
-    #[test]
-    fn a_seed_list_of_a_cluster_is_split_and_each_url_checked() {
-        let servers =
-            nats_servers("nats://127.0.0.1:14222, nats://127.0.0.1:14223,nats://127.0.0.1:14224")
-                .expect("three servers");
-        assert_eq!(servers.len(), 3);
-        assert_eq!(
-            nats_servers("nats://127.0.0.1:4222").map(|s| s.len()).ok(),
-            Some(1)
-        );
-        assert!(nats_servers("").is_err());
-        assert!(nats_servers(" , ").is_err());
-        let bad = nats_servers("nats://127.0.0.1:4222,nats://host:notaport")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(bad.contains("host:notaport"), "{bad}");
-    }
-}
-
 /// Creates or updates the stream capturing `<prefix>.evt.>`: file storage,
 /// two-minute de-duplication window on `Nats-Msg-Id`, events kept 30 days
 /// (the Postgres logs keep them for ever).
@@ -205,4 +181,28 @@ pub async fn delete_stream(js: &jetstream::Context, subjects: &Subjects) -> Resu
         .await
         .map(|_| ())
         .map_err(|e| Error::Nats(e.to_string()))
+}
+
+#[cfg(test)]
+mod nats_url_tests {
+    use super::nats_servers;
+
+    #[test]
+    fn a_seed_list_of_a_cluster_is_split_and_each_url_checked() {
+        let servers =
+            nats_servers("nats://127.0.0.1:14222, nats://127.0.0.1:14223,nats://127.0.0.1:14224")
+                .expect("three servers");
+        assert_eq!(servers.len(), 3);
+        assert_eq!(
+            nats_servers("nats://127.0.0.1:4222").map(|s| s.len()).ok(),
+            Some(1)
+        );
+        assert!(nats_servers("").is_err());
+        assert!(nats_servers(" , ").is_err());
+        let bad = nats_servers("nats://127.0.0.1:4222,nats://host:notaport")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(bad.contains("host:notaport"), "{bad}");
+    }
 }
