@@ -47,6 +47,8 @@ pub trait Projection: Send + Sync + 'static {
     /// `forum replay retry-poison` can forget a stream and apply its events
     /// again in order, as a rebuild would.
     ///
+    /// The default deletes the rows of [`Projection::stream_rows`].
+    ///
     /// # Errors
     /// Database failure.
     fn forget_stream<'a>(
@@ -54,8 +56,31 @@ pub trait Projection: Send + Sync + 'static {
         tx: &'a mut PgConnection,
         schema: &'a str,
         stream: Uuid,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<()>>;
+        _events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<()>> {
+        let rows = self.stream_rows();
+        Box::pin(async move {
+            let Some((table, column)) = rows else {
+                return Err(crate::Error::State(format!(
+                    "projection {} names no stream rows to forget",
+                    self.name()
+                )));
+            };
+            sqlx::query(&format!("delete from {schema}.{table} where {column} = $1"))
+                .bind(stream)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The table whose rows one stream owns and the column naming that
+    /// stream, for a projection with a row per stream: what the default
+    /// [`Projection::forget_stream`] deletes. A projection whose streams own
+    /// rows in several tables overrides `forget_stream` instead.
+    fn stream_rows(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
 
     /// Columns of [`Projection::tables`] whose values do not come from
     /// events (e.g. a `refreshed_at default now()`), left out when

@@ -6,7 +6,6 @@ use forum_events::auth::AuthEvent;
 use forum_events::{RecordedEvent, Service};
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::{Error, Projection, Result};
 
@@ -99,20 +98,8 @@ impl Projection for Sessions {
         })
     }
 
-    fn forget_stream<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        schema: &'a str,
-        stream: Uuid,
-        _events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            // A session's stream is the session.
-            sqlx::query(&format!("delete from {schema}.sessions where id = $1"))
-                .bind(stream)
-                .execute(&mut *tx)
-                .await?;
-            Ok(())
-        })
+    fn stream_rows(&self) -> Option<(&'static str, &'static str)> {
+        // A session's stream is the session.
+        Some(("sessions", "id"))
     }
 }

@@ -102,21 +102,9 @@ impl Projection for Users {
         })
     }
 
-    fn forget_stream<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        schema: &'a str,
-        stream: Uuid,
-        _events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            // A user's stream is the user.
-            sqlx::query(&format!("delete from {schema}.users where id = $1"))
-                .bind(stream)
-                .execute(&mut *tx)
-                .await?;
-            Ok(())
-        })
+    fn stream_rows(&self) -> Option<(&'static str, &'static str)> {
+        // A user's stream is the user.
+        Some(("users", "id"))
     }
 }
 
