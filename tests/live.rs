@@ -43,15 +43,7 @@ async fn open_sockets(sys: &System) -> u64 {
 }
 
 async fn login(sys: &System, nickname: &str) -> String {
-    let (status, body) = sys
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"login": nickname, "password": format!("password-{nickname}")}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["token"].as_str().expect("token").to_string()
+    sys.login(nickname).await
 }
 
 #[tokio::test]

@@ -11,8 +11,6 @@ use common::ws::{connect, try_connect, Ws, FRAME_WAIT};
 use common::{eventually, System};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -50,37 +48,8 @@ async fn metric(sys: &System, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} in /metrics"))
 }
 
-fn ws_url(base: &str, cursor: Option<&str>) -> String {
-    let mut url = format!("{}/api/ws", base.replacen("http://", "ws://", 1));
-    if let Some(c) = cursor {
-        url.push_str("?cursor=");
-        url.push_str(c);
-    }
-    url
-}
-
-/// Opens a socket with exactly these extra headers (no `Authorization`
-/// unless given); returns it after its `hello`, or the refusal's status.
 async fn open_with(base: &str, headers: &[(&'static str, String)]) -> Result<Ws, u16> {
-    let mut req = ws_url(base, None).into_client_request().expect("request");
-    for (k, v) in headers {
-        req.headers_mut()
-            .insert(*k, HeaderValue::from_str(v).expect("header"));
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((stream, _)) => {
-            let mut ws = Ws {
-                stream,
-                hello: Value::Null,
-            };
-            let hello = ws.next_any(FRAME_WAIT).await.expect("hello frame");
-            assert_eq!(hello["type"], "hello", "first frame: {hello}");
-            ws.hello = hello;
-            Ok(ws)
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
-        Err(e) => panic!("connect: {e}"),
-    }
+    common::ws::try_connect_with(base, None, headers).await
 }
 
 /// Sends a well-formed upgrade request that the gateway is expected to
@@ -130,15 +99,7 @@ fn origin(o: &str) -> (&'static str, String) {
 }
 
 async fn login(sys: &System, nickname: &str) -> String {
-    let (status, body) = sys
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"login": nickname, "password": format!("password-{nickname}")}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["token"].as_str().expect("token").to_string()
+    sys.login(nickname).await
 }
 
 #[tokio::test]

@@ -249,6 +249,20 @@ impl System {
         )
     }
 
+    /// Logs `nickname` in again (a new session, password as `register`
+    /// sets it); returns the token.
+    pub async fn login(&self, nickname: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"login": nickname, "password": format!("password-{nickname}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "login {nickname}: {body}");
+        body["token"].as_str().expect("token").to_string()
+    }
+
     /// Registers every nickname, at most `REGISTER_CONCURRENCY` at a time;
     /// returns their (token, user id) in the order given.
     pub async fn register_many(&self, nicknames: &[String]) -> Vec<(String, String)> {

@@ -31,12 +31,21 @@ fn ws_url(base: &str, cursor: Option<&str>) -> String {
 
 /// Opens a socket; `Err(status)` when the upgrade is refused.
 pub async fn try_connect(base: &str, token: Option<&str>, cursor: Option<&str>) -> Result<Ws, u16> {
+    let auth = token.map(|t| ("authorization", format!("Bearer {t}")));
+    try_connect_with(base, cursor, auth.as_slice()).await
+}
+
+/// Opens a socket with exactly these extra headers (no `Authorization`
+/// unless given); returns it after its `hello`, or the refusal's status.
+pub async fn try_connect_with(
+    base: &str,
+    cursor: Option<&str>,
+    headers: &[(&'static str, String)],
+) -> Result<Ws, u16> {
     let mut req = ws_url(base, cursor).into_client_request().expect("request");
-    if let Some(t) = token {
-        req.headers_mut().insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {t}")).expect("header"),
-        );
+    for (k, v) in headers {
+        req.headers_mut()
+            .insert(*k, HeaderValue::from_str(v).expect("header"));
     }
     match tokio_tungstenite::connect_async(req).await {
         Ok((stream, _)) => {
