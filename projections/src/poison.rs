@@ -19,7 +19,6 @@
 //! rebuild would. Events that now apply leave the table; those that still
 //! fail stay, with the new error.
 
-use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +34,8 @@ use crate::error::Failure;
 use crate::{registry, Error, Projection, Result};
 
 pub use forum_store::poison::{panic_message, Parked};
+use forum_store::poison::{Attempt, Attempter};
+use futures::future::BoxFuture;
 
 /// A row of `proj.poison`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,63 +87,43 @@ pub async fn apply_isolating(
     schema: &str,
     events: &[RecordedEvent],
 ) -> Result<Vec<Parked>> {
-    let mut parked = Vec::new();
-    // Ranges still to apply; the next one is last.
-    let mut todo: Vec<Range<usize>> = Vec::with_capacity(1);
-    todo.push(0..events.len());
-    while let Some(range) = todo.pop() {
-        let part = &events[range.clone()];
-        if part.is_empty() {
-            continue;
-        }
-        sqlx::query("savepoint forum_isolate")
-            .execute(&mut *tx)
-            .await?;
-        let result = apply_guarded(tx, p, schema, part).await;
-        let e = match result {
-            Ok(()) => {
-                sqlx::query("release savepoint forum_isolate")
-                    .execute(&mut *tx)
-                    .await?;
-                continue;
+    forum_store::poison::isolate(tx, events, &Applying { p, schema }).await
+}
+
+/// A projection applying parts of a batch, for [`forum_store::poison::isolate`].
+struct Applying<'p> {
+    p: &'p dyn Projection,
+    schema: &'p str,
+}
+
+impl Attempter for Applying<'_> {
+    type Error = Error;
+
+    fn attempt<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        part: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Attempt<Error>> {
+        Box::pin(async move {
+            match apply_guarded(tx, self.p, self.schema, part).await {
+                Ok(()) => Attempt::Applied(Vec::new()),
+                Err(e) if e.failure() == Failure::Transient => Attempt::Transient(e),
+                Err(e) => {
+                    // An event that does not decode is named by the error.
+                    let culprit = match &e {
+                        Error::Poison { position, .. } => {
+                            part.iter().position(|ev| ev.position == *position)
+                        }
+                        _ => None,
+                    };
+                    Attempt::Deterministic {
+                        reason: e.to_string(),
+                        culprit,
+                    }
+                }
             }
-            Err(e) => e,
-        };
-        sqlx::query("rollback to savepoint forum_isolate")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("release savepoint forum_isolate")
-            .execute(&mut *tx)
-            .await?;
-        if e.failure() == Failure::Transient {
-            return Err(e);
-        }
-        if let [event] = part {
-            parked.push(Parked::new(event, &e));
-            continue;
-        }
-        // An event that does not decode is named by the error and fails
-        // alone too; anything else is found by halving.
-        let named = match &e {
-            Error::Poison { position, .. } => part.iter().position(|ev| ev.position == *position),
-            _ => None,
-        };
-        match named {
-            Some(i) => {
-                let at = range.start + i;
-                parked.push(Parked::new(&events[at], &e));
-                todo.push(at + 1..range.end);
-                todo.push(range.start..at);
-            }
-            None => {
-                let mid = range.start + part.len() / 2;
-                todo.push(mid..range.end);
-                todo.push(range.start..mid);
-            }
-        }
+        })
     }
-    parked.sort_by_key(|p| p.position);
-    Ok(parked)
 }
 
 /// Records `parked` in `proj.poison` under `projection` and `version`, in

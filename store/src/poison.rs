@@ -123,3 +123,108 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
         "a panic without a message".to_string()
     }
 }
+
+/// What one try at a part of the events gave.
+pub enum Attempt<E> {
+    /// Applied; these events of the part are to be parked all the same (a
+    /// follower that skips what does not decode names them here).
+    Applied(Vec<Parked>),
+    /// Failed because of the infrastructure (a lost connection, a
+    /// deadlock): the whole work is to be tried again later.
+    Transient(E),
+    /// Failed because of the events: the same try fails again. `culprit`
+    /// is the index in the part of the event to blame when the error names
+    /// it (an event that does not decode), else the part is halved.
+    Deterministic {
+        /// Why, for the record of the parked event.
+        reason: String,
+        /// The event to blame, when known.
+        culprit: Option<usize>,
+    },
+}
+
+/// A follower's way to apply a part of its events inside a transaction:
+/// the one thing [`isolate`] needs of it.
+pub trait Attempter {
+    /// The follower's error type.
+    type Error: From<crate::Error>;
+    /// Applies `part` inside `tx` (which [`isolate`] wraps in a savepoint).
+    fn attempt<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        part: &'a [RecordedEvent],
+    ) -> futures::future::BoxFuture<'a, Attempt<Self::Error>>;
+}
+
+/// Applies `events` (of one log or merged, in order) inside `tx` in parts
+/// under savepoints, for a batch that failed deterministically as a whole:
+/// a part that fails so is rolled back and tried again without its named
+/// culprit, or in halves, in order, down to single events, which are
+/// returned to be parked (with those the attempts named). Every other event
+/// is applied, once. The one mechanism behind every follower that parks
+/// poison (the projections, the notifications deriver).
+///
+/// # Errors
+/// A transient failure, or a failure of the savepoints themselves: nothing
+/// of the attempt is to be kept.
+pub async fn isolate<A: Attempter>(
+    tx: &mut PgConnection,
+    events: &[RecordedEvent],
+    attempter: &A,
+) -> std::result::Result<Vec<Parked>, A::Error> {
+    async fn savepoint<E: From<crate::Error>>(
+        tx: &mut PgConnection,
+        sql: &str,
+    ) -> std::result::Result<(), E> {
+        sqlx::query(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| E::from(crate::Error::from(e)))?;
+        Ok(())
+    }
+    let mut parked = Vec::new();
+    // Ranges still to apply; the next one is last.
+    let mut todo: Vec<std::ops::Range<usize>> = Vec::with_capacity(1);
+    todo.push(0..events.len());
+    while let Some(range) = todo.pop() {
+        let part = &events[range.clone()];
+        if part.is_empty() {
+            continue;
+        }
+        savepoint::<A::Error>(tx, "savepoint forum_isolate").await?;
+        let (reason, culprit) = match attempter.attempt(tx, part).await {
+            Attempt::Applied(named) => {
+                savepoint::<A::Error>(tx, "release savepoint forum_isolate").await?;
+                parked.extend(named);
+                continue;
+            }
+            Attempt::Transient(e) => {
+                savepoint::<A::Error>(tx, "rollback to savepoint forum_isolate").await?;
+                savepoint::<A::Error>(tx, "release savepoint forum_isolate").await?;
+                return Err(e);
+            }
+            Attempt::Deterministic { reason, culprit } => (reason, culprit),
+        };
+        savepoint::<A::Error>(tx, "rollback to savepoint forum_isolate").await?;
+        savepoint::<A::Error>(tx, "release savepoint forum_isolate").await?;
+        if let [event] = part {
+            parked.push(Parked::new(event, reason));
+            continue;
+        }
+        match culprit.filter(|i| *i < part.len()) {
+            Some(i) => {
+                let at = range.start + i;
+                parked.push(Parked::new(&events[at], reason));
+                todo.push(at + 1..range.end);
+                todo.push(range.start..at);
+            }
+            None => {
+                let mid = range.start + part.len() / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
+            }
+        }
+    }
+    parked.sort_by_key(|p| (p.service, p.position));
+    Ok(parked)
+}

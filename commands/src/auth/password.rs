@@ -6,8 +6,9 @@
 //! (tens of threads, hundreds of MiB resident); a fixed set of one thread
 //! per core bounds it, and hashing is CPU-bound anyway.
 //!
-//! The queue in front of them is bounded (`FORUM_HASH_QUEUE`, 64 jobs by
-//! default per process): when it is full a job is refused at once
+//! The queue in front of them is bounded (`FORUM_HASH_QUEUE`, 16 jobs by
+//! default per process, so a job waits at most about eight hashes, a few
+//! hundred milliseconds, on two cores): when it is full a job is refused at once
 //! ([`Refused::Busy`], answered `503 unavailable` with `Retry-After`), so a
 //! flood of logins costs at most the queue's length of hashes beyond what
 //! the threads are doing, and nothing waits behind an ever-growing backlog.
@@ -30,7 +31,7 @@ const PASSES: u32 = 2;
 const LANES: u32 = 1;
 
 /// How many jobs wait for a hashing thread by default (`FORUM_HASH_QUEUE`).
-pub const DEFAULT_QUEUE: usize = 64;
+pub const DEFAULT_QUEUE: usize = 16;
 
 /// Hashes and verifies passwords without blocking the async workers, one
 /// per core at a time, so a burst of logins cannot exhaust memory.

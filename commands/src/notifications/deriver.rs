@@ -45,7 +45,6 @@
 //!   parked events' streams again after a fix.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
@@ -505,10 +504,10 @@ async fn derive_guarded(
     }
 }
 
-/// Derives `work` inside `tx` in parts under savepoints: a part that fails
-/// deterministically is rolled back and derived again in halves, in
-/// order, down to single events, which are returned to be parked (with
-/// the events that do not decode). Every other event is derived.
+/// Derives `work` inside `tx` in parts under savepoints, the culprits of a
+/// deterministic failure found by halving ([`forum_store::poison::isolate`]):
+/// they are returned to be parked, with the events that do not decode.
+/// Every other event is derived.
 ///
 /// # Errors
 /// A transient failure (nothing of the attempt is to be kept).
@@ -516,49 +515,33 @@ async fn derive_isolating(
     tx: &mut PgConnection,
     work: &[RecordedEvent],
 ) -> Result<Vec<ParkedCause>> {
-    let mut parked = Vec::new();
-    let mut todo: Vec<Range<usize>> = Vec::with_capacity(1);
-    todo.push(0..work.len());
-    while let Some(range) = todo.pop() {
-        let part = &work[range.clone()];
-        if part.is_empty() {
-            continue;
-        }
-        sqlx::query("savepoint forum_isolate")
-            .execute(&mut *tx)
-            .await?;
-        match derive_guarded(tx, part).await {
-            Ok(undecodable) => {
-                sqlx::query("release savepoint forum_isolate")
-                    .execute(&mut *tx)
-                    .await?;
-                parked.extend(undecodable);
-                continue;
+    forum_store::poison::isolate(tx, work, &Deriving).await
+}
+
+/// The deriver deriving parts of its work, for
+/// [`forum_store::poison::isolate`].
+struct Deriving;
+
+impl forum_store::poison::Attempter for Deriving {
+    type Error = Error;
+
+    fn attempt<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        part: &'a [RecordedEvent],
+    ) -> futures::future::BoxFuture<'a, forum_store::poison::Attempt<Error>> {
+        use forum_store::poison::Attempt;
+        Box::pin(async move {
+            match derive_guarded(tx, part).await {
+                Ok(undecodable) => Attempt::Applied(undecodable),
+                Err(Failed::Transient(e)) => Attempt::Transient(e),
+                Err(Failed::Deterministic(reason)) => Attempt::Deterministic {
+                    reason,
+                    culprit: None,
+                },
             }
-            Err(failed) => {
-                sqlx::query("rollback to savepoint forum_isolate")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("release savepoint forum_isolate")
-                    .execute(&mut *tx)
-                    .await?;
-                match failed {
-                    Failed::Transient(e) => return Err(e),
-                    Failed::Deterministic(reason) => {
-                        if let [event] = part {
-                            parked.push(ParkedCause::new(event, reason));
-                            continue;
-                        }
-                    }
-                }
-            }
-        }
-        let mid = range.start + part.len() / 2;
-        todo.push(mid..range.end);
-        todo.push(range.start..mid);
+        })
     }
-    parked.sort_by_key(|p| (p.service, p.position));
-    Ok(parked)
 }
 
 /// Records `parked` in `proj.poison` under [`FOLLOWER`], in the caller's
