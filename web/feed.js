@@ -261,12 +261,20 @@ export class Feed {
     }
   }
 
+  /**
+   * One reaction request at a time per item. A press while one is under
+   * way is not lost: the last such press is sent when it ends. The buttons
+   * stay enabled (a disabled button loses the keyboard focus).
+   */
   async react(target, id, reaction, bar) {
     const item = target === 'post' ? this.posts.get(id) : this.open && this.open.comments.get(id);
-    if (!item || bar.getAttribute('aria-busy') === 'true') return;
+    if (!item) return;
+    if (bar.getAttribute('aria-busy') === 'true') {
+      bar.dataset.pending = reaction;
+      return;
+    }
     const next = item.my_reaction === reaction ? null : reaction;
     bar.setAttribute('aria-busy', 'true');
-    for (const b of bar.querySelectorAll('button')) b.disabled = true;
     try {
       const state = await api('PUT', `/api/${target}s/${id}/reaction`, { reaction: next });
       Object.assign(item, state);
@@ -275,7 +283,9 @@ export class Feed {
       toast(`Could not react: ${e.message}`);
     } finally {
       bar.removeAttribute('aria-busy');
-      for (const b of bar.querySelectorAll('button')) b.disabled = false;
+      const pending = bar.dataset.pending;
+      delete bar.dataset.pending;
+      if (pending) this.react(target, id, pending, bar);
     }
   }
 

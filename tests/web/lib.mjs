@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 /** How long any one condition may take on a slow, loaded machine. */
-export const TIMEOUT = 30_000;
+export const TIMEOUT = 60_000;
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -66,12 +66,25 @@ export function assertNoProblems(page, name) {
 
 // ---- the API, for setting up data ----
 
-/** One request to the API; returns { status, body }. */
+/**
+ * One request to the API; returns { status, body }. A `503` (a service not
+ * yet subscribed while the roles start, or a full hashing queue: nothing
+ * was written) is sent again after its `Retry-After`, as the API allows,
+ * for at most a minute.
+ */
 export async function call(base, method, path, { token, body } = {}) {
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const response = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const deadline = Date.now() + 60_000;
+  let response;
+  for (;;) {
+    response = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (response.status !== 503 || Date.now() > deadline) break;
+    await response.text();
+    const seconds = Number(response.headers.get('retry-after')) || 1;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(seconds, 2) * 250));
+  }
   const text = await response.text();
   let json = null;
   try {
