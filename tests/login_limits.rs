@@ -195,6 +195,13 @@ async fn flood(total: usize, in_flight: usize) {
     let pid = forum_pid(&sys.prefix);
     sys.register("victim").await;
     let (token, _) = sys.register("bystander").await;
+    // The brute force has begun: five failures in a row (one at a time, so
+    // none is shed by the full queue) start the victim's delay, and the
+    // flood's attempts on it are then refused without a hash.
+    for i in 0..5 {
+        let (status, body, _, _) = login_at(&sys.http, &sys.base, "victim", "wrong-password").await;
+        assert_eq!(status, 401, "failure {i}: {body}");
+    }
 
     let cpu_before = cpu_time(pid);
     let started = Instant::now();
