@@ -180,13 +180,17 @@ pub async fn serve<D: Domain>(
         jobs_rx,
     ));
     let js = async_nats::jetstream::new(nats.clone());
-    let relay = tokio::spawn(forum_store::relay::run(
-        pool.clone(),
-        js,
-        subjects.clone(),
-        service,
-        shutdown.clone(),
-    ));
+    // The fault injection aborts "before anything is published": no relay
+    // runs in such a process, so the abort cannot lose a race to it.
+    let relay = (!options.abort_after_commit).then(|| {
+        tokio::spawn(forum_store::relay::run(
+            pool.clone(),
+            js,
+            subjects.clone(),
+            service,
+            shutdown.clone(),
+        ))
+    });
     let permits = Arc::new(Semaphore::new(options.max_in_flight));
     let mut stop = shutdown.clone();
     tracing::info!(%service, "command service ready");
@@ -251,7 +255,9 @@ pub async fn serve<D: Domain>(
         .map(|p| p.forget());
     drop(jobs_tx);
     let _ = batcher.await;
-    let _ = relay.await;
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     let _ = nats.flush().await;
     tracing::info!(%service, "command service stopped");
     Ok(())
