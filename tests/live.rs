@@ -27,19 +27,9 @@ async fn create_post(sys: &System, token: &str, title: &str) -> String {
 
 /// The gateway's `forum_ws_open` gauge.
 async fn open_sockets(sys: &System) -> u64 {
-    let text = sys
-        .http
-        .get(sys.url("/metrics"))
-        .send()
+    sys.metric("forum_ws_open")
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("forum_ws_open "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("forum_ws_open in /metrics")
+        .expect("forum_ws_open in /metrics") as u64
 }
 
 async fn login(sys: &System, nickname: &str) -> String {
@@ -366,18 +356,10 @@ async fn a_slow_consumer_is_closed_with_4008_and_nobody_else_is_affected() {
             let f = fast.next(FRAME_WAIT).await.expect("fast socket frame");
             assert_eq!(f["type"], "post.new");
         }
-        let metrics = sys
-            .http
-            .get(sys.url("/metrics"))
-            .send()
+        if sys
+            .metric("forum_ws_slow_consumer_closes_total")
             .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        if metrics
-            .lines()
-            .any(|l| l.starts_with("forum_ws_slow_consumer_closes_total ") && !l.ends_with(" 0"))
+            .is_some_and(|n| n > 0.0)
         {
             closed = true;
             break;

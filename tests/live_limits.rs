@@ -33,19 +33,9 @@ async fn create_post(sys: &System, token: &str, title: &str, content: &str) -> S
 }
 
 async fn metric(sys: &System, name: &str) -> u64 {
-    let text = sys
-        .http
-        .get(sys.url("/metrics"))
-        .send()
+    sys.metric(name)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in /metrics"))
+        .unwrap_or_else(|| panic!("{name} in /metrics")) as u64
 }
 
 async fn open_with(base: &str, headers: &[(&'static str, String)]) -> Result<Ws, u16> {

@@ -249,6 +249,23 @@ impl System {
         )
     }
 
+    /// The value of metric `name` (a line `name VALUE`) in the gateway's
+    /// `/metrics`, if it is there.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Logs `nickname` in again (a new session, password as `register`
     /// sets it); returns the token.
     pub async fn login(&self, nickname: &str) -> String {
