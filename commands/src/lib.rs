@@ -16,6 +16,7 @@
 //! - [`text`]: the rule every client text field shares (no control
 //!   characters but tab and line breaks).
 //! - [`error`]: the crate's error type.
+//! - `testing` (tests only): the given/when/then harness of the decisions.
 
 pub mod auth;
 pub mod chat;
@@ -23,6 +24,8 @@ pub mod error;
 pub mod notifications;
 pub mod posts;
 pub mod runtime;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;
 pub mod wire;
 

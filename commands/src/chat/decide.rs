@@ -142,44 +142,121 @@ pub fn mark_read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Decider, NOW_US};
+
+    /// The chat decisions, driven by the harness.
+    enum Conversations {}
+
+    /// What the chat decisions read once the given events are in the chat
+    /// log: the [`World`] their `apply` folds, plus what the service adds
+    /// around it. A sent message gets its log position only when appended;
+    /// `recorded` (in `chat/mod.rs`) then stores it, and `load` reads it
+    /// back with the recipient's unread positions. Here the given events
+    /// are the log, numbered from 1.
+    #[derive(Debug, Default)]
+    struct Log {
+        world: World,
+        head: u64,
+    }
+
+    /// A chat command as the decisions receive it, after preparation (the
+    /// recipient known to exist, ids and nickname chosen); receipts are
+    /// stamped with [`NOW_US`].
+    #[derive(Debug)]
+    enum Cmd {
+        SendMessage(NewMessage),
+        MarkRead {
+            reader: Uuid,
+            other: Uuid,
+            up_to: Uuid,
+        },
+    }
+
+    impl Decider for Conversations {
+        type State = Log;
+        type Event = ChatEvent;
+        type Command = Cmd;
+        type Emitted = ChatEvent;
+        type Error = Rejection;
+
+        fn apply(log: &mut Log, event: &ChatEvent) {
+            apply(&mut log.world, event);
+            log.head += 1;
+            if let ChatEvent::MessageSent(m) = event {
+                let message = MessageState {
+                    conversation_id: m.conversation_id,
+                    from_id: m.from_id,
+                    to_id: m.to_id,
+                    position: log.head,
+                };
+                log.world.messages.insert(m.message_id, message);
+                let recipient = log.world.reads.entry((m.to_id, m.from_id)).or_default();
+                recipient.unread.insert(log.head);
+            }
+        }
+
+        fn decide(log: &Log, command: &Cmd) -> Result<Vec<ChatEvent>, Rejection> {
+            match command {
+                Cmd::SendMessage(m) => send_message(m),
+                Cmd::MarkRead {
+                    reader,
+                    other,
+                    up_to,
+                } => mark_read(&log.world, *reader, *other, *up_to, NOW_US),
+            }
+        }
+    }
 
     const ANN: Uuid = Uuid::from_u128(1);
     const BOB: Uuid = Uuid::from_u128(2);
     const EVE: Uuid = Uuid::from_u128(3);
 
-    fn message(n: u128, from: Uuid, to: Uuid, position: u64) -> (Uuid, MessageState) {
-        (
-            Uuid::from_u128(100 + n),
-            MessageState {
-                conversation_id: conversation_id(from, to),
-                from_id: from,
-                to_id: to,
-                position,
-            },
-        )
+    /// The id of the `n`th message.
+    fn message(n: u128) -> Uuid {
+        Uuid::from_u128(100 + n)
     }
 
-    /// Ann and Bob's conversation: Bob wrote at 1 and 2, Ann at 3, Bob at 4;
-    /// Ann has read nothing.
-    fn given() -> World {
-        let mut w = World::default();
-        for (id, m) in [
-            message(1, BOB, ANN, 1),
-            message(2, BOB, ANN, 2),
-            message(3, ANN, BOB, 3),
-            message(4, BOB, ANN, 4),
-        ] {
-            w.messages.insert(id, m);
+    fn sent(n: u128, from: Uuid, to: Uuid) -> ChatEvent {
+        ChatEvent::MessageSent(MessageSent {
+            message_id: message(n),
+            conversation_id: conversation_id(from, to),
+            from_id: from,
+            from_nickname: if from == ANN { "ann" } else { "bob" }.into(),
+            to_id: to,
+            content: format!("message {n}"),
+            sent_at_us: n as i64,
+        })
+    }
+
+    /// Ann and Bob's conversation: Bob wrote at 1 and 2, Ann at 3, Bob at
+    /// 4; Ann has read nothing.
+    fn conversation() -> [ChatEvent; 4] {
+        [
+            sent(1, BOB, ANN),
+            sent(2, BOB, ANN),
+            sent(3, ANN, BOB),
+            sent(4, BOB, ANN),
+        ]
+    }
+
+    /// Ann read Bob's messages up to the `n`th, at `position`.
+    fn ann_read(n: u128, position: u64) -> ChatEvent {
+        ChatEvent::MessagesRead(MessagesRead {
+            conversation_id: conversation_id(ANN, BOB),
+            reader_id: ANN,
+            other_id: BOB,
+            up_to: message(n),
+            up_to_position: position,
+            read_at_us: NOW_US,
+        })
+    }
+
+    fn mark_read_by(reader: Uuid, other: Uuid, n: u128) -> Cmd {
+        Cmd::MarkRead {
+            reader,
+            other,
+            up_to: message(n),
         }
-        w.versions.insert(conversation_id(ANN, BOB), 4);
-        w.reads.insert(
-            (ANN, BOB),
-            ReadState {
-                read_up_to: 0,
-                unread: [1, 2, 4].into(),
-            },
-        );
-        w
     }
 
     fn new_message(from: Uuid, to: Uuid) -> NewMessage {
@@ -194,92 +271,100 @@ mod tests {
     }
 
     #[test]
-    fn given_two_users_when_one_sends_a_message_then_message_sent_in_their_conversation() {
-        let events = send_message(&new_message(ANN, BOB)).expect("accepted");
-        assert!(matches!(&events[..], [ChatEvent::MessageSent(e)]
-            if e.conversation_id == conversation_id(BOB, ANN) && e.from_id == ANN
-               && e.to_id == BOB && e.content == "hi" && e.sent_at_us == 9));
-        let mut w = given();
-        apply(&mut w, &events[0]);
-        assert_eq!(w.version(conversation_id(ANN, BOB)), 5);
+    fn a_message_is_sent_in_the_conversation_of_its_two_users() {
+        Conversations::given(conversation())
+            .when(Cmd::SendMessage(new_message(ANN, BOB)))
+            .then([ChatEvent::MessageSent(MessageSent {
+                message_id: Uuid::from_u128(200),
+                conversation_id: conversation_id(BOB, ANN),
+                from_id: ANN,
+                from_nickname: "ann".into(),
+                to_id: BOB,
+                content: "hi".into(),
+                sent_at_us: 9,
+            })]);
     }
 
     #[test]
-    fn given_anyone_when_sending_a_message_to_oneself_then_validation_fails_on_to() {
-        assert_eq!(
-            send_message(&new_message(ANN, ANN)),
-            Err(Rejection::Validation(vec![(
+    fn each_event_of_a_conversation_moves_its_version_by_one() {
+        let given = Conversations::given(conversation());
+        assert_eq!(given.state().world.version(conversation_id(ANN, BOB)), 4);
+        let given = given.and([sent(5, ANN, BOB), ann_read(4, 4)]);
+        assert_eq!(given.state().world.version(conversation_id(BOB, ANN)), 6);
+        assert_eq!(given.state().world.version(conversation_id(ANN, EVE)), 0);
+    }
+
+    #[test]
+    fn a_message_to_oneself_fails_validation_on_to() {
+        Conversations::given([])
+            .when(Cmd::SendMessage(new_message(ANN, ANN)))
+            .then_rejected(Rejection::Validation(vec![(
                 "to".into(),
-                "cannot send a message to yourself".into()
-            )]))
-        );
+                "cannot send a message to yourself".into(),
+            )]));
     }
 
     #[test]
-    fn given_unread_messages_when_reading_up_to_one_then_messages_read_at_its_position() {
-        let w = given();
-        let events = mark_read(&w, ANN, BOB, Uuid::from_u128(102), 7).expect("accepted");
-        assert_eq!(
-            events,
-            vec![ChatEvent::MessagesRead(MessagesRead {
-                conversation_id: conversation_id(ANN, BOB),
-                reader_id: ANN,
-                other_id: BOB,
-                up_to: Uuid::from_u128(102),
-                up_to_position: 2,
-                read_at_us: 7,
-            })]
-        );
-        let mut w2 = w.clone();
-        apply(&mut w2, &events[0]);
-        assert_eq!(w2.reads[&(ANN, BOB)].read_up_to, 2);
-        assert_eq!(w2.reads[&(ANN, BOB)].unread, [4].into());
+    fn reading_up_to_a_message_reads_it_and_the_older_ones_at_its_log_position() {
+        Conversations::given(conversation())
+            .when(mark_read_by(ANN, BOB, 2))
+            .then([ann_read(2, 2)]);
     }
 
     #[test]
-    fn given_everything_up_to_a_message_read_when_reading_it_again_then_nothing_happens() {
-        let mut w = given();
-        let events = mark_read(&w, ANN, BOB, Uuid::from_u128(102), 7).expect("first");
-        apply(&mut w, &events[0]);
-        assert_eq!(mark_read(&w, ANN, BOB, Uuid::from_u128(101), 8), Ok(vec![]));
-        assert_eq!(mark_read(&w, ANN, BOB, Uuid::from_u128(102), 8), Ok(vec![]));
-        // Ann's own later message: nothing unread from Bob up to it.
-        assert_eq!(mark_read(&w, ANN, BOB, Uuid::from_u128(103), 8), Ok(vec![]));
-        // Bob's later message is still unread.
-        assert_eq!(
-            mark_read(&w, ANN, BOB, Uuid::from_u128(104), 8)
-                .expect("accepted")
-                .len(),
-            1
-        );
+    fn a_read_receipt_moves_the_readers_mark_and_leaves_the_later_messages_unread() {
+        let given = Conversations::given(conversation()).and([ann_read(2, 2)]);
+        let read = &given.state().world.reads[&(ANN, BOB)];
+        assert_eq!(read.read_up_to, 2);
+        assert_eq!(read.unread, [4].into());
     }
 
     #[test]
-    fn given_a_conversation_when_the_sender_marks_their_own_messages_then_nothing_happens() {
+    fn reading_again_up_to_a_message_already_read_changes_nothing() {
+        for n in [1, 2] {
+            Conversations::given(conversation())
+                .and([ann_read(2, 2)])
+                .when(mark_read_by(ANN, BOB, n))
+                .then_nothing();
+        }
+    }
+
+    #[test]
+    fn reading_up_to_ones_own_later_message_changes_nothing_when_the_others_before_it_are_read() {
+        Conversations::given(conversation())
+            .and([ann_read(2, 2)])
+            .when(mark_read_by(ANN, BOB, 3))
+            .then_nothing();
+    }
+
+    #[test]
+    fn reading_up_to_a_later_message_of_the_other_reads_it() {
+        Conversations::given(conversation())
+            .and([ann_read(2, 2)])
+            .when(mark_read_by(ANN, BOB, 4))
+            .then([ann_read(4, 4)]);
+    }
+
+    #[test]
+    fn marking_ones_own_messages_read_changes_nothing() {
         // Bob marks up to his own first message: nothing from Ann is at or
         // before it.
-        let w = given();
-        assert_eq!(mark_read(&w, BOB, ANN, Uuid::from_u128(101), 8), Ok(vec![]));
+        Conversations::given(conversation())
+            .when(mark_read_by(BOB, ANN, 1))
+            .then_nothing();
     }
 
     #[test]
-    fn given_a_message_of_another_conversation_when_marking_it_read_then_not_found() {
-        let w = given();
-        assert_eq!(
-            mark_read(&w, EVE, BOB, Uuid::from_u128(101), 8),
-            Err(Rejection::NotFound)
-        );
-        assert_eq!(
-            mark_read(&w, EVE, ANN, Uuid::from_u128(101), 8),
-            Err(Rejection::NotFound)
-        );
-        assert_eq!(
-            mark_read(&w, ANN, BOB, Uuid::from_u128(999), 8),
-            Err(Rejection::NotFound)
-        );
-        assert_eq!(
-            mark_read(&w, ANN, ANN, Uuid::from_u128(101), 8),
-            Err(Rejection::NotFound)
-        );
+    fn a_receipt_for_a_message_of_another_conversation_or_none_is_not_found() {
+        for command in [
+            mark_read_by(EVE, BOB, 1),
+            mark_read_by(EVE, ANN, 1),
+            mark_read_by(ANN, BOB, 999),
+            mark_read_by(ANN, ANN, 1),
+        ] {
+            Conversations::given(conversation())
+                .when(command)
+                .then_rejected(Rejection::NotFound);
+        }
     }
 }

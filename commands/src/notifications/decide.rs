@@ -106,15 +106,57 @@ pub fn mark_all_read(world: &World, user: Uuid, at_us: i64) -> Vec<NotificationE
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use super::*;
+    use crate::testing::{Decider, NOW_US};
     use forum_events::notifications::NotificationKind;
+
+    /// The notifications decisions, driven by the harness.
+    enum Inboxes {}
+
+    /// A notifications command as the decisions receive it: a notification
+    /// the deriver found, or a user's command (stamped with [`NOW_US`]).
+    #[derive(Debug)]
+    enum Cmd {
+        Create(NotificationCreated),
+        MarkRead { user: Uuid, ids: Vec<Uuid> },
+        MarkAllRead { user: Uuid },
+    }
+
+    impl Decider for Inboxes {
+        type State = World;
+        type Event = NotificationEvent;
+        type Command = Cmd;
+        type Emitted = NotificationEvent;
+        type Error = Infallible;
+
+        fn apply(world: &mut World, event: &NotificationEvent) {
+            apply(world, event);
+        }
+
+        fn decide(world: &World, command: &Cmd) -> Result<Vec<NotificationEvent>, Infallible> {
+            Ok(match command {
+                Cmd::Create(n) => create(world, n),
+                Cmd::MarkRead { user, ids } => mark_read(world, *user, ids, NOW_US),
+                Cmd::MarkAllRead { user } => mark_all_read(world, *user, NOW_US),
+            })
+        }
+    }
 
     const ANN: Uuid = Uuid::from_u128(1);
     const BOB: Uuid = Uuid::from_u128(2);
+    const UNKNOWN: Uuid = Uuid::from_u128(999);
 
-    fn created(n: u128, user: Uuid) -> NotificationCreated {
+    /// The id of the `n`th notification.
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(100 + n)
+    }
+
+    /// The `n`th notification, for `user`.
+    fn notification(n: u128, user: Uuid) -> NotificationCreated {
         NotificationCreated {
-            notification_id: Uuid::from_u128(100 + n),
+            notification_id: id(n),
             user_id: user,
             kind: NotificationKind::Comment,
             actor_id: BOB,
@@ -127,84 +169,124 @@ mod tests {
         }
     }
 
-    fn given(events: &[NotificationEvent]) -> World {
-        let mut w = World::default();
-        for e in events {
-            apply(&mut w, e);
+    fn created(n: u128, user: Uuid) -> NotificationEvent {
+        NotificationEvent::Created(notification(n, user))
+    }
+
+    /// Ann's 1st and 2nd, Bob's 3rd.
+    fn two_for_ann_one_for_bob() -> [NotificationEvent; 3] {
+        [created(1, ANN), created(2, ANN), created(3, BOB)]
+    }
+
+    fn read(user: Uuid, ids: Vec<Uuid>) -> NotificationEvent {
+        NotificationEvent::Read(NotificationsRead {
+            user_id: user,
+            ids,
+            read_at_us: NOW_US,
+        })
+    }
+
+    fn all_read(user: Uuid) -> NotificationEvent {
+        NotificationEvent::AllRead(AllNotificationsRead {
+            user_id: user,
+            read_at_us: NOW_US,
+        })
+    }
+
+    fn mark_read_by(user: Uuid, ids: &[Uuid]) -> Cmd {
+        Cmd::MarkRead {
+            user,
+            ids: ids.to_vec(),
         }
-        w
     }
 
     #[test]
-    fn given_nothing_when_a_notification_is_derived_then_it_is_created_at_version_one() {
-        let n = created(1, ANN);
-        let events = create(&World::default(), &n);
-        assert_eq!(events, vec![NotificationEvent::Created(n)]);
-        let w = given(&events);
-        assert_eq!(w.version(ANN), 1);
-        assert_eq!(w.inboxes[&ANN].unread_count, 1);
+    fn a_derived_notification_is_created() {
+        Inboxes::given([])
+            .when(Cmd::Create(notification(1, ANN)))
+            .then([created(1, ANN)]);
     }
 
     #[test]
-    fn given_a_notification_when_the_same_one_is_derived_again_then_nothing_is_created() {
-        let n = created(1, ANN);
-        let w = given(&[NotificationEvent::Created(n.clone())]);
-        assert_eq!(create(&w, &n), vec![]);
+    fn a_created_notification_is_unread_at_version_one_of_its_users_stream() {
+        let given = Inboxes::given([created(1, ANN)]);
+        assert_eq!(given.state().version(ANN), 1);
+        assert_eq!(given.state().inboxes[&ANN].unread_count, 1);
+        assert_eq!(given.state().version(BOB), 0);
     }
 
     #[test]
-    fn given_unread_notifications_when_marking_some_read_then_only_own_unread_ones_are_listed() {
-        let w = given(&[
-            NotificationEvent::Created(created(1, ANN)),
-            NotificationEvent::Created(created(2, ANN)),
-            NotificationEvent::Created(created(3, BOB)),
-        ]);
-        let (a1, a2, b3) = (
-            Uuid::from_u128(101),
-            Uuid::from_u128(102),
-            Uuid::from_u128(103),
-        );
-        let unknown = Uuid::from_u128(999);
-        let events = mark_read(&w, ANN, &[a2, b3, unknown, a2], 5);
-        assert_eq!(
-            events,
-            vec![NotificationEvent::Read(NotificationsRead {
-                user_id: ANN,
-                ids: vec![a2],
-                read_at_us: 5,
-            })]
-        );
-        let w2 = {
-            let mut w2 = w.clone();
-            apply(&mut w2, &events[0]);
-            w2
-        };
-        assert_eq!(w2.inboxes[&ANN].unread_count, 1);
-        assert_eq!(w2.version(ANN), 3);
-        // Already read, foreign or unknown: no event at all.
-        assert_eq!(mark_read(&w2, ANN, &[a2, b3, unknown], 6), vec![]);
-        assert_eq!(mark_read(&w2, ANN, &[], 6), vec![]);
-        assert_eq!(mark_read(&w2, ANN, &[a1], 6).len(), 1);
+    fn a_notification_derived_again_is_not_created_twice() {
+        Inboxes::given([created(1, ANN)])
+            .when(Cmd::Create(notification(1, ANN)))
+            .then_nothing();
     }
 
     #[test]
-    fn given_unread_notifications_when_marking_all_read_then_all_read_once() {
-        let w = given(&[
-            NotificationEvent::Created(created(1, ANN)),
-            NotificationEvent::Created(created(2, ANN)),
-        ]);
-        let events = mark_all_read(&w, ANN, 7);
-        assert_eq!(
-            events,
-            vec![NotificationEvent::AllRead(AllNotificationsRead {
-                user_id: ANN,
-                read_at_us: 7,
-            })]
-        );
-        let mut w2 = w.clone();
-        apply(&mut w2, &events[0]);
-        assert_eq!(w2.inboxes[&ANN].unread_count, 0);
-        assert_eq!(mark_all_read(&w2, ANN, 8), vec![]);
-        assert_eq!(mark_all_read(&World::default(), BOB, 8), vec![]);
+    fn marking_some_read_lists_only_ones_own_unread_ones_once_in_order() {
+        Inboxes::given(two_for_ann_one_for_bob())
+            .when(mark_read_by(ANN, &[id(2), id(3), UNKNOWN, id(2), id(1)]))
+            .then([read(ANN, vec![id(2), id(1)])]);
+    }
+
+    #[test]
+    fn a_read_notification_is_no_longer_counted_and_moves_the_stream_version() {
+        let given = Inboxes::given(two_for_ann_one_for_bob()).and([read(ANN, vec![id(2)])]);
+        assert_eq!(given.state().inboxes[&ANN].unread_count, 1);
+        assert_eq!(given.state().version(ANN), 3);
+        assert_eq!(given.state().version(BOB), 1);
+    }
+
+    #[test]
+    fn marking_read_only_ones_already_read_foreign_or_unknown_changes_nothing() {
+        for ids in [&[id(2), id(3), UNKNOWN][..], &[]] {
+            Inboxes::given(two_for_ann_one_for_bob())
+                .and([read(ANN, vec![id(2)])])
+                .when(mark_read_by(ANN, ids))
+                .then_nothing();
+        }
+    }
+
+    #[test]
+    fn marking_read_after_reading_some_lists_the_ones_still_unread() {
+        Inboxes::given(two_for_ann_one_for_bob())
+            .and([read(ANN, vec![id(2)])])
+            .when(mark_read_by(ANN, &[id(1)]))
+            .then([read(ANN, vec![id(1)])]);
+    }
+
+    #[test]
+    fn marking_read_without_any_notification_changes_nothing() {
+        Inboxes::given([created(3, BOB)])
+            .when(mark_read_by(ANN, &[id(3)]))
+            .then_nothing();
+    }
+
+    #[test]
+    fn marking_all_read_reads_every_unread_one() {
+        Inboxes::given([created(1, ANN), created(2, ANN)])
+            .when(Cmd::MarkAllRead { user: ANN })
+            .then([all_read(ANN)]);
+    }
+
+    #[test]
+    fn after_all_read_nothing_is_counted_unread() {
+        let given = Inboxes::given([created(1, ANN), created(2, ANN), all_read(ANN)]);
+        assert_eq!(given.state().inboxes[&ANN].unread_count, 0);
+        assert!(given.state().inboxes[&ANN].unread.is_empty());
+    }
+
+    #[test]
+    fn marking_all_read_with_nothing_unread_changes_nothing() {
+        for given in [
+            vec![created(1, ANN), created(2, ANN), all_read(ANN)],
+            vec![created(1, ANN), read(ANN, vec![id(1)])],
+            vec![created(3, BOB)],
+            vec![],
+        ] {
+            Inboxes::given(given)
+                .when(Cmd::MarkAllRead { user: ANN })
+                .then_nothing();
+        }
     }
 }

@@ -116,15 +116,62 @@ struct Draft {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use super::*;
+    use crate::testing::Decider;
     use forum_events::chat::{conversation_id, MessageSent, MessagesRead};
     use forum_events::posts::{CommentCreated, PostCreated, PostDeleted, ReactionSet};
+
+    /// The deriver's decision, driven by the harness: it learns from the
+    /// posts and chat events it has seen and derives notifications from
+    /// the next one.
+    enum Notifier {}
+
+    /// An event the deriver is handed, with its id (the cause).
+    #[derive(Debug)]
+    struct Cause {
+        event_id: Uuid,
+        event: SourceEvent,
+    }
+
+    impl Decider for Notifier {
+        type State = Knowledge;
+        type Event = SourceEvent;
+        type Command = Cause;
+        type Emitted = NotificationCreated;
+        type Error = Infallible;
+
+        fn apply(k: &mut Knowledge, event: &SourceEvent) {
+            learn(k, event);
+        }
+
+        fn decide(k: &Knowledge, c: &Cause) -> Result<Vec<NotificationCreated>, Infallible> {
+            Ok(derive(k, c.event_id, &c.event).into_iter().collect())
+        }
+    }
 
     const ANN: Uuid = Uuid::from_u128(1);
     const BOB: Uuid = Uuid::from_u128(2);
     const POST: Uuid = Uuid::from_u128(10);
     const COMMENT: Uuid = Uuid::from_u128(20);
+    const MESSAGE: Uuid = Uuid::from_u128(30);
     const CAUSE: Uuid = Uuid::from_u128(99);
+
+    fn seen(event: SourceEvent) -> Cause {
+        Cause {
+            event_id: CAUSE,
+            event,
+        }
+    }
+
+    /// The nicknames the deriver reads from `read.users` for reactions.
+    fn knowing_ann_and_bob() -> Knowledge {
+        let mut k = Knowledge::default();
+        k.nicknames.insert(BOB, "bob".into());
+        k.nicknames.insert(ANN, "ann".into());
+        k
+    }
 
     fn post_by(author: Uuid) -> SourceEvent {
         SourceEvent::Posts(PostEvent::PostCreated(PostCreated {
@@ -162,141 +209,197 @@ mod tests {
         }))
     }
 
-    fn given(events: &[SourceEvent]) -> Knowledge {
-        let mut k = Knowledge::default();
-        k.nicknames.insert(BOB, "bob".into());
-        k.nicknames.insert(ANN, "ann".into());
-        for e in events {
-            learn(&mut k, e);
-        }
-        k
-    }
-
-    #[test]
-    fn given_anns_post_when_bob_comments_then_ann_is_notified_of_the_comment() {
-        let k = given(&[post_by(ANN)]);
-        let n = derive(&k, CAUSE, &comment_by(BOB, "bob")).expect("a notification");
-        assert_eq!(
-            n,
-            NotificationCreated {
-                notification_id: notification_id(CAUSE, ANN),
-                user_id: ANN,
-                kind: NotificationKind::Comment,
-                actor_id: BOB,
-                actor_nickname: "bob".into(),
-                post_id: Some(POST),
-                comment_id: Some(COMMENT),
-                message_id: None,
-                cause_event_id: CAUSE,
-                created_at_us: 2,
-            }
-        );
-    }
-
-    #[test]
-    fn given_anns_post_when_ann_comments_on_it_then_nobody_is_notified() {
-        let k = given(&[post_by(ANN)]);
-        assert_eq!(derive(&k, CAUSE, &comment_by(ANN, "ann")), None);
-    }
-
-    #[test]
-    fn given_a_post_and_a_comment_when_someone_likes_or_dislikes_them_then_their_authors_are_notified(
-    ) {
-        let k = given(&[post_by(ANN), comment_by(BOB, "bob")]);
-        let on_post = derive(
-            &k,
-            CAUSE,
-            &reaction(TargetKind::Post, POST, BOB, Reaction::Dislike),
-        )
-        .expect("the post's author");
-        assert_eq!(
-            (
-                on_post.user_id,
-                on_post.kind,
-                on_post.actor_nickname.as_str()
-            ),
-            (ANN, NotificationKind::Reaction, "bob")
-        );
-        assert_eq!((on_post.post_id, on_post.comment_id), (Some(POST), None));
-        let on_comment = derive(
-            &k,
-            CAUSE,
-            &reaction(TargetKind::Comment, COMMENT, ANN, Reaction::Like),
-        )
-        .expect("the comment's author");
-        assert_eq!((on_comment.user_id, on_comment.actor_id), (BOB, ANN));
-        assert_eq!(
-            (on_comment.post_id, on_comment.comment_id),
-            (Some(POST), Some(COMMENT))
-        );
-    }
-
-    #[test]
-    fn given_a_post_when_a_reaction_is_withdrawn_or_own_then_nobody_is_notified() {
-        let k = given(&[post_by(ANN)]);
-        assert_eq!(
-            derive(
-                &k,
-                CAUSE,
-                &reaction(TargetKind::Post, POST, BOB, Reaction::None)
-            ),
-            None
-        );
-        assert_eq!(
-            derive(
-                &k,
-                CAUSE,
-                &reaction(TargetKind::Post, POST, ANN, Reaction::Like)
-            ),
-            None
-        );
-    }
-
-    #[test]
-    fn given_an_unknown_post_when_commented_then_nobody_is_notified() {
-        assert_eq!(derive(&given(&[]), CAUSE, &comment_by(BOB, "bob")), None);
-    }
-
-    #[test]
-    fn given_anything_when_a_message_is_sent_then_its_recipient_is_notified() {
-        let message = Uuid::from_u128(30);
-        let sent = SourceEvent::Chat(ChatEvent::MessageSent(MessageSent {
-            message_id: message,
-            conversation_id: conversation_id(ANN, BOB),
-            from_id: BOB,
-            from_nickname: "bob".into(),
-            to_id: ANN,
-            content: "hi".into(),
-            sent_at_us: 4,
-        }));
-        let n = derive(&given(&[]), CAUSE, &sent).expect("the recipient");
-        assert_eq!(
-            (n.user_id, n.kind, n.message_id, n.post_id, n.created_at_us),
-            (ANN, NotificationKind::Message, Some(message), None, 4)
-        );
-        let read = SourceEvent::Chat(ChatEvent::MessagesRead(MessagesRead {
-            conversation_id: conversation_id(ANN, BOB),
-            reader_id: ANN,
-            other_id: BOB,
-            up_to: message,
-            up_to_position: 1,
-            read_at_us: 5,
-        }));
-        assert_eq!(derive(&given(&[]), CAUSE, &read), None);
-    }
-
-    #[test]
-    fn given_anything_when_a_post_is_created_or_deleted_then_authors_are_learnt_and_nobody_notified(
-    ) {
-        let mut k = given(&[]);
-        assert_eq!(learn(&mut k, &post_by(ANN)), Some((POST, ANN)));
-        assert_eq!(derive(&k, CAUSE, &post_by(ANN)), None);
-        let deleted = SourceEvent::Posts(PostEvent::PostDeleted(PostDeleted {
+    fn post_deleted() -> SourceEvent {
+        SourceEvent::Posts(PostEvent::PostDeleted(PostDeleted {
             post_id: POST,
             author_id: ANN,
             deleted_at_us: 9,
-        }));
-        assert_eq!(learn(&mut k, &deleted), None);
-        assert_eq!(derive(&k, CAUSE, &deleted), None);
+        }))
+    }
+
+    fn message(from: Uuid, to: Uuid) -> SourceEvent {
+        SourceEvent::Chat(ChatEvent::MessageSent(MessageSent {
+            message_id: MESSAGE,
+            conversation_id: conversation_id(from, to),
+            from_id: from,
+            from_nickname: "bob".into(),
+            to_id: to,
+            content: "hi".into(),
+            sent_at_us: 4,
+        }))
+    }
+
+    /// A notification of `kind` for `user`, by `actor`, caused by CAUSE.
+    fn notification(
+        user: Uuid,
+        kind: NotificationKind,
+        actor: (Uuid, &str),
+        at_us: i64,
+    ) -> NotificationCreated {
+        NotificationCreated {
+            notification_id: notification_id(CAUSE, user),
+            user_id: user,
+            kind,
+            actor_id: actor.0,
+            actor_nickname: actor.1.into(),
+            post_id: Some(POST),
+            comment_id: None,
+            message_id: None,
+            cause_event_id: CAUSE,
+            created_at_us: at_us,
+        }
+    }
+
+    #[test]
+    fn a_comment_on_anns_post_by_bob_notifies_ann() {
+        Notifier::given([post_by(ANN)])
+            .when(seen(comment_by(BOB, "bob")))
+            .then([NotificationCreated {
+                comment_id: Some(COMMENT),
+                ..notification(ANN, NotificationKind::Comment, (BOB, "bob"), 2)
+            }]);
+    }
+
+    #[test]
+    fn a_comment_by_the_posts_author_notifies_nobody() {
+        Notifier::given([post_by(ANN)])
+            .when(seen(comment_by(ANN, "ann")))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_comment_on_a_post_of_unknown_author_notifies_nobody() {
+        Notifier::given([])
+            .when(seen(comment_by(BOB, "bob")))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_dislike_of_anns_post_notifies_ann_with_the_reactors_nickname() {
+        Notifier::given_state(knowing_ann_and_bob())
+            .and([post_by(ANN), comment_by(BOB, "bob")])
+            .when(seen(reaction(
+                TargetKind::Post,
+                POST,
+                BOB,
+                Reaction::Dislike,
+            )))
+            .then([notification(
+                ANN,
+                NotificationKind::Reaction,
+                (BOB, "bob"),
+                3,
+            )]);
+    }
+
+    #[test]
+    fn a_like_of_bobs_comment_notifies_bob() {
+        Notifier::given_state(knowing_ann_and_bob())
+            .and([post_by(ANN), comment_by(BOB, "bob")])
+            .when(seen(reaction(
+                TargetKind::Comment,
+                COMMENT,
+                ANN,
+                Reaction::Like,
+            )))
+            .then([NotificationCreated {
+                comment_id: Some(COMMENT),
+                ..notification(BOB, NotificationKind::Reaction, (ANN, "ann"), 3)
+            }]);
+    }
+
+    #[test]
+    fn a_reaction_by_a_user_missing_from_the_users_still_notifies_without_a_nickname() {
+        Notifier::given([post_by(ANN)])
+            .when(seen(reaction(TargetKind::Post, POST, BOB, Reaction::Like)))
+            .then([notification(ANN, NotificationKind::Reaction, (BOB, ""), 3)]);
+    }
+
+    #[test]
+    fn a_withdrawn_reaction_notifies_nobody() {
+        Notifier::given_state(knowing_ann_and_bob())
+            .and([post_by(ANN)])
+            .when(seen(reaction(TargetKind::Post, POST, BOB, Reaction::None)))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_reaction_to_ones_own_post_notifies_nobody() {
+        Notifier::given_state(knowing_ann_and_bob())
+            .and([post_by(ANN)])
+            .when(seen(reaction(TargetKind::Post, POST, ANN, Reaction::Like)))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_reaction_to_a_target_of_unknown_author_notifies_nobody() {
+        Notifier::given_state(knowing_ann_and_bob())
+            .and([post_by(ANN)])
+            .when(seen(reaction(
+                TargetKind::Comment,
+                COMMENT,
+                BOB,
+                Reaction::Like,
+            )))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_message_notifies_its_recipient() {
+        Notifier::given([])
+            .when(seen(message(BOB, ANN)))
+            .then([NotificationCreated {
+                post_id: None,
+                message_id: Some(MESSAGE),
+                ..notification(ANN, NotificationKind::Message, (BOB, "bob"), 4)
+            }]);
+    }
+
+    #[test]
+    fn a_message_to_oneself_notifies_nobody() {
+        Notifier::given([])
+            .when(seen(message(BOB, BOB)))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_read_receipt_notifies_nobody() {
+        Notifier::given([message(BOB, ANN)])
+            .when(seen(SourceEvent::Chat(ChatEvent::MessagesRead(
+                MessagesRead {
+                    conversation_id: conversation_id(ANN, BOB),
+                    reader_id: ANN,
+                    other_id: BOB,
+                    up_to: MESSAGE,
+                    up_to_position: 1,
+                    read_at_us: 5,
+                },
+            ))))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_new_or_deleted_post_notifies_nobody() {
+        Notifier::given([]).when(seen(post_by(ANN))).then_nothing();
+        Notifier::given([post_by(ANN)])
+            .when(seen(post_deleted()))
+            .then_nothing();
+    }
+
+    #[test]
+    fn new_posts_and_comments_teach_their_authors_and_nothing_else_does() {
+        let mut k = Knowledge::default();
+        assert_eq!(learn(&mut k, &post_by(ANN)), Some((POST, ANN)));
+        assert_eq!(learn(&mut k, &comment_by(BOB, "bob")), Some((COMMENT, BOB)));
+        for event in [
+            post_deleted(),
+            reaction(TargetKind::Post, POST, BOB, Reaction::Like),
+            message(BOB, ANN),
+        ] {
+            assert_eq!(learn(&mut k, &event), None, "{event:?}");
+        }
+        let learnt = Notifier::given([post_by(ANN), comment_by(BOB, "bob"), post_deleted()]);
+        assert_eq!(learnt.state(), &k);
+        assert_eq!(learnt.state().authors, [(POST, ANN), (COMMENT, BOB)].into());
     }
 }

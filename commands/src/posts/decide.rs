@@ -414,33 +414,104 @@ pub fn set_reaction(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Decider, NOW_US};
+
+    /// The forum decisions, driven by the harness.
+    enum Forum {}
+
+    /// A forum command as the decisions receive it, after preparation: the
+    /// actor known, new ids and the author's nickname chosen; the service's
+    /// clock reads [`NOW_US`].
+    #[derive(Debug)]
+    enum Cmd {
+        CreatePost(NewPost),
+        EditPost {
+            actor: Uuid,
+            post_id: Uuid,
+            edit: PostEdit,
+        },
+        DeletePost {
+            actor: Uuid,
+            post_id: Uuid,
+        },
+        CreateComment(NewComment),
+        EditComment {
+            actor: Uuid,
+            comment_id: Uuid,
+            content: String,
+        },
+        DeleteComment {
+            actor: Uuid,
+            comment_id: Uuid,
+        },
+        SetReaction {
+            actor: Uuid,
+            target: TargetKind,
+            target_id: Uuid,
+            reaction: Reaction,
+        },
+    }
+
+    impl Decider for Forum {
+        type State = World;
+        type Event = PostEvent;
+        type Command = Cmd;
+        type Emitted = PostEvent;
+        type Error = Rejection;
+
+        fn apply(world: &mut World, event: &PostEvent) {
+            apply(world, event);
+        }
+
+        fn decide(world: &World, command: &Cmd) -> Result<Vec<PostEvent>, Rejection> {
+            let at = NOW_US;
+            match command {
+                Cmd::CreatePost(p) => Ok(create_post(p)),
+                Cmd::EditPost {
+                    actor,
+                    post_id,
+                    edit,
+                } => edit_post(world, *post_id, *actor, edit, at),
+                Cmd::DeletePost { actor, post_id } => delete_post(world, *post_id, *actor, at),
+                Cmd::CreateComment(c) => create_comment(world, c),
+                Cmd::EditComment {
+                    actor,
+                    comment_id,
+                    content,
+                } => edit_comment(world, *comment_id, *actor, content, at),
+                Cmd::DeleteComment { actor, comment_id } => {
+                    delete_comment(world, *comment_id, *actor, at)
+                }
+                Cmd::SetReaction {
+                    actor,
+                    target,
+                    target_id,
+                    reaction,
+                } => set_reaction(world, *target, *target_id, *actor, *reaction, at)
+                    .map(|(events, _likes, _dislikes)| events),
+            }
+        }
+    }
 
     const AUTHOR: Uuid = Uuid::from_u128(1);
     const OTHER: Uuid = Uuid::from_u128(2);
     const POST: Uuid = Uuid::from_u128(10);
     const COMMENT: Uuid = Uuid::from_u128(20);
 
-    fn given(events: &[PostEvent]) -> World {
-        let mut w = World::default();
-        for e in events {
-            apply(&mut w, e);
-        }
-        w
-    }
-
+    /// AUTHOR's post.
     fn post_created() -> PostEvent {
-        create_post(&NewPost {
+        PostEvent::PostCreated(PostCreated {
             post_id: POST,
             author_id: AUTHOR,
             author_nickname: "ada".into(),
             title: "T".into(),
             content: "C".into(),
             categories: vec!["news".into()],
-            at_us: 1,
+            created_at_us: 1,
         })
-        .remove(0)
     }
 
+    /// OTHER's comment on it.
     fn comment_created() -> PostEvent {
         PostEvent::CommentCreated(CommentCreated {
             comment_id: COMMENT,
@@ -460,54 +531,131 @@ mod tests {
         })
     }
 
-    fn react(w: &World, user: Uuid, r: Reaction) -> Result<(Vec<PostEvent>, u32, u32), Rejection> {
-        set_reaction(w, TargetKind::Post, POST, user, r, 5)
+    fn comment_deleted() -> PostEvent {
+        PostEvent::CommentDeleted(CommentDeleted {
+            comment_id: COMMENT,
+            post_id: POST,
+            author_id: OTHER,
+            deleted_at_us: 4,
+        })
+    }
+
+    /// `user`'s reaction to the post, leaving it at `likes` and `dislikes`.
+    fn reacted(user: Uuid, reaction: Reaction, likes: u32, dislikes: u32) -> PostEvent {
+        PostEvent::ReactionSet(ReactionSet {
+            target: TargetKind::Post,
+            target_id: POST,
+            post_id: POST,
+            user_id: user,
+            reaction,
+            likes,
+            dislikes,
+            at_us: NOW_US,
+        })
+    }
+
+    fn react(actor: Uuid, reaction: Reaction) -> Cmd {
+        Cmd::SetReaction {
+            actor,
+            target: TargetKind::Post,
+            target_id: POST,
+            reaction,
+        }
+    }
+
+    fn retitle(actor: Uuid) -> Cmd {
+        Cmd::EditPost {
+            actor,
+            post_id: POST,
+            edit: PostEdit {
+                title: Some("New".into()),
+                ..PostEdit::default()
+            },
+        }
     }
 
     #[test]
-    fn given_nothing_when_creating_a_post_then_post_created_at_version_one() {
-        let w = given(&[post_created()]);
-        assert_eq!(w.posts[&POST].version, 1);
-        assert_eq!(w.posts[&POST].author_nickname, "ada");
+    fn creating_a_post_writes_it_as_prepared() {
+        Forum::given([])
+            .when(Cmd::CreatePost(NewPost {
+                post_id: POST,
+                author_id: AUTHOR,
+                author_nickname: "ada".into(),
+                title: "T".into(),
+                content: "C".into(),
+                categories: vec!["news".into()],
+                at_us: 1,
+            }))
+            .then([post_created()]);
     }
 
     #[test]
-    fn given_a_post_when_its_author_edits_then_post_edited_keeps_unchanged_fields() {
-        let w = given(&[post_created(), comment_created()]);
-        let edit = PostEdit {
-            title: Some("New".into()),
-            ..PostEdit::default()
-        };
-        let events = edit_post(&w, POST, AUTHOR, &edit, 9).expect("accepted");
-        assert!(matches!(&events[..], [PostEvent::PostEdited(e)]
-            if e.title == "New" && e.content == "C" && e.categories == ["news"]
-               && e.edited_at_us == 9 && e.comment_count == 1 && e.author_nickname == "ada"));
+    fn a_post_is_at_version_one_when_created_and_each_of_its_events_moves_it_by_one() {
+        let created = Forum::given([post_created()]);
+        assert_eq!(created.state().posts[&POST].version, 1);
+        assert_eq!(created.state().posts[&POST].author_nickname, "ada");
+        let deleted = created.and([comment_created(), post_deleted()]);
+        assert_eq!(deleted.state().posts[&POST].version, 3);
     }
 
     #[test]
-    fn given_a_post_when_someone_else_edits_or_deletes_then_forbidden() {
-        let w = given(&[post_created()]);
-        assert_eq!(
-            edit_post(&w, POST, OTHER, &PostEdit::default(), 9),
-            Err(Rejection::Forbidden)
-        );
-        assert_eq!(delete_post(&w, POST, OTHER, 9), Err(Rejection::Forbidden));
+    fn an_edit_by_the_author_keeps_the_fields_it_does_not_change() {
+        Forum::given([post_created(), comment_created()])
+            .when(retitle(AUTHOR))
+            .then([PostEvent::PostEdited(PostEdited {
+                post_id: POST,
+                author_id: AUTHOR,
+                author_nickname: "ada".into(),
+                title: "New".into(),
+                content: "C".into(),
+                categories: vec!["news".into()],
+                created_at_us: 1,
+                edited_at_us: NOW_US,
+                comment_count: 1,
+                likes: 0,
+                dislikes: 0,
+            })]);
     }
 
     #[test]
-    fn given_a_deleted_or_missing_post_when_acting_on_it_then_not_found() {
-        let w = given(&[post_created(), comment_created(), post_deleted()]);
-        assert_eq!(w.posts[&POST].version, 3);
-        assert_eq!(
-            edit_post(&w, POST, AUTHOR, &PostEdit::default(), 9),
-            Err(Rejection::NotFound)
-        );
-        assert_eq!(delete_post(&w, POST, AUTHOR, 9), Err(Rejection::NotFound));
-        assert_eq!(
-            delete_post(&w, Uuid::from_u128(99), AUTHOR, 9),
-            Err(Rejection::NotFound)
-        );
-        let c = NewComment {
+    fn an_edit_by_someone_else_is_forbidden() {
+        Forum::given([post_created()])
+            .when(Cmd::EditPost {
+                actor: OTHER,
+                post_id: POST,
+                edit: PostEdit::default(),
+            })
+            .then_rejected(Rejection::Forbidden);
+    }
+
+    #[test]
+    fn deleting_ones_post_deletes_it() {
+        Forum::given([post_created()])
+            .when(Cmd::DeletePost {
+                actor: AUTHOR,
+                post_id: POST,
+            })
+            .then([PostEvent::PostDeleted(PostDeleted {
+                post_id: POST,
+                author_id: AUTHOR,
+                deleted_at_us: NOW_US,
+            })]);
+    }
+
+    #[test]
+    fn deleting_someone_elses_post_is_forbidden() {
+        Forum::given([post_created()])
+            .when(Cmd::DeletePost {
+                actor: OTHER,
+                post_id: POST,
+            })
+            .then_rejected(Rejection::Forbidden);
+    }
+
+    #[test]
+    fn acting_on_a_deleted_post_or_on_a_comment_of_it_is_not_found() {
+        let on_the_deleted_post = || [post_created(), comment_created(), post_deleted()];
+        let new_comment = NewComment {
             comment_id: Uuid::from_u128(21),
             post_id: POST,
             author_id: OTHER,
@@ -515,84 +663,225 @@ mod tests {
             content: "x".into(),
             at_us: 9,
         };
-        assert_eq!(create_comment(&w, &c), Err(Rejection::NotFound));
-        assert_eq!(react(&w, OTHER, Reaction::Like), Err(Rejection::NotFound));
-        assert_eq!(
-            set_reaction(&w, TargetKind::Comment, COMMENT, AUTHOR, Reaction::Like, 9),
-            Err(Rejection::NotFound)
-        );
-        assert_eq!(
-            edit_comment(&w, COMMENT, OTHER, "y", 9),
-            Err(Rejection::NotFound)
-        );
+        for command in [
+            retitle(AUTHOR),
+            Cmd::DeletePost {
+                actor: AUTHOR,
+                post_id: POST,
+            },
+            Cmd::CreateComment(new_comment),
+            react(OTHER, Reaction::Like),
+            Cmd::SetReaction {
+                actor: AUTHOR,
+                target: TargetKind::Comment,
+                target_id: COMMENT,
+                reaction: Reaction::Like,
+            },
+            Cmd::EditComment {
+                actor: OTHER,
+                comment_id: COMMENT,
+                content: "y".into(),
+            },
+            Cmd::DeleteComment {
+                actor: OTHER,
+                comment_id: COMMENT,
+            },
+        ] {
+            Forum::given(on_the_deleted_post())
+                .when(command)
+                .then_rejected(Rejection::NotFound);
+        }
     }
 
     #[test]
-    fn given_a_comment_when_its_author_deletes_it_then_count_drops_and_it_is_gone() {
-        let w = given(&[post_created(), comment_created()]);
-        assert_eq!(
-            delete_comment(&w, COMMENT, AUTHOR, 9),
-            Err(Rejection::Forbidden)
-        );
-        let events = delete_comment(&w, COMMENT, OTHER, 9).expect("accepted");
-        let mut w2 = w.clone();
-        for e in &events {
-            apply(&mut w2, e);
-        }
-        assert_eq!(w2.posts[&POST].comment_count, 0);
-        assert_eq!(
-            delete_comment(&w2, COMMENT, OTHER, 9),
-            Err(Rejection::NotFound)
-        );
-        assert!(edit_comment(&w, COMMENT, OTHER, "z", 9).is_ok());
+    fn acting_on_a_post_that_never_existed_is_not_found() {
+        Forum::given([post_created()])
+            .when(Cmd::DeletePost {
+                actor: AUTHOR,
+                post_id: Uuid::from_u128(99),
+            })
+            .then_rejected(Rejection::NotFound);
+        Forum::given([])
+            .when(react(OTHER, Reaction::Like))
+            .then_rejected(Rejection::NotFound);
     }
 
     #[test]
-    fn given_a_like_when_disliking_then_like_is_replaced() {
-        let mut w = given(&[post_created()]);
-        let (events, l, d) = react(&w, OTHER, Reaction::Like).expect("like");
-        assert_eq!((l, d), (1, 0));
-        for e in &events {
-            apply(&mut w, e);
-        }
-        let (events, l, d) = react(&w, OTHER, Reaction::Dislike).expect("dislike");
-        assert_eq!((l, d), (0, 1));
-        assert!(matches!(&events[..], [PostEvent::ReactionSet(r)]
-            if r.reaction == Reaction::Dislike && r.likes == 0 && r.dislikes == 1));
-        for e in &events {
-            apply(&mut w, e);
-        }
-        let (events, l, d) = react(&w, OTHER, Reaction::None).expect("none");
-        assert_eq!((l, d, events.len()), (0, 0, 1));
+    fn commenting_on_a_post_writes_the_comment_as_prepared() {
+        Forum::given([post_created()])
+            .when(Cmd::CreateComment(NewComment {
+                comment_id: COMMENT,
+                post_id: POST,
+                author_id: OTHER,
+                author_nickname: "bob".into(),
+                content: "c".into(),
+                at_us: 2,
+            }))
+            .then([comment_created()]);
     }
 
     #[test]
-    fn given_a_like_when_liking_again_then_nothing_happens() {
-        let mut w = given(&[post_created()]);
-        let (events, ..) = react(&w, OTHER, Reaction::Like).expect("like");
-        for e in &events {
-            apply(&mut w, e);
-        }
-        assert_eq!(react(&w, OTHER, Reaction::Like), Ok((Vec::new(), 1, 0)));
+    fn editing_ones_comment_replaces_its_content() {
+        Forum::given([post_created(), comment_created()])
+            .when(Cmd::EditComment {
+                actor: OTHER,
+                comment_id: COMMENT,
+                content: "z".into(),
+            })
+            .then([PostEvent::CommentEdited(CommentEdited {
+                comment_id: COMMENT,
+                post_id: POST,
+                author_id: OTHER,
+                content: "z".into(),
+                edited_at_us: NOW_US,
+            })]);
+    }
+
+    #[test]
+    fn editing_someone_elses_comment_even_on_ones_own_post_is_forbidden() {
+        Forum::given([post_created(), comment_created()])
+            .when(Cmd::EditComment {
+                actor: AUTHOR,
+                comment_id: COMMENT,
+                content: "z".into(),
+            })
+            .then_rejected(Rejection::Forbidden);
+    }
+
+    #[test]
+    fn deleting_someone_elses_comment_even_on_ones_own_post_is_forbidden() {
+        Forum::given([post_created(), comment_created()])
+            .when(Cmd::DeleteComment {
+                actor: AUTHOR,
+                comment_id: COMMENT,
+            })
+            .then_rejected(Rejection::Forbidden);
+    }
+
+    #[test]
+    fn deleting_ones_comment_deletes_it() {
+        Forum::given([post_created(), comment_created()])
+            .when(Cmd::DeleteComment {
+                actor: OTHER,
+                comment_id: COMMENT,
+            })
+            .then([PostEvent::CommentDeleted(CommentDeleted {
+                comment_id: COMMENT,
+                post_id: POST,
+                author_id: OTHER,
+                deleted_at_us: NOW_US,
+            })]);
+    }
+
+    #[test]
+    fn a_deleted_comment_leaves_the_post_count_and_is_not_found_again() {
+        let deleted = || [post_created(), comment_created(), comment_deleted()];
         assert_eq!(
-            react(&given(&[post_created()]), OTHER, Reaction::None),
-            Ok((Vec::new(), 0, 0))
+            Forum::given(deleted()).state().posts[&POST].comment_count,
+            0
         );
+        Forum::given(deleted())
+            .when(Cmd::DeleteComment {
+                actor: OTHER,
+                comment_id: COMMENT,
+            })
+            .then_rejected(Rejection::NotFound);
+        Forum::given(deleted())
+            .when(Cmd::EditComment {
+                actor: OTHER,
+                comment_id: COMMENT,
+                content: "z".into(),
+            })
+            .then_rejected(Rejection::NotFound);
     }
 
     #[test]
-    fn given_a_comment_when_reacting_then_comment_counts_move() {
-        let w = given(&[post_created(), comment_created()]);
-        let (events, l, d) = set_reaction(
-            &w,
-            TargetKind::Comment,
-            COMMENT,
-            AUTHOR,
-            Reaction::Dislike,
-            9,
-        )
-        .expect("accepted");
-        assert_eq!((l, d), (0, 1));
-        assert!(matches!(&events[..], [PostEvent::ReactionSet(r)] if r.post_id == POST));
+    fn a_first_like_counts_one() {
+        Forum::given([post_created()])
+            .when(react(OTHER, Reaction::Like))
+            .then([reacted(OTHER, Reaction::Like, 1, 0)]);
+    }
+
+    #[test]
+    fn reactions_of_different_users_add_up() {
+        Forum::given([post_created(), reacted(OTHER, Reaction::Like, 1, 0)])
+            .when(react(AUTHOR, Reaction::Like))
+            .then([reacted(AUTHOR, Reaction::Like, 2, 0)]);
+    }
+
+    #[test]
+    fn a_dislike_replaces_ones_like() {
+        Forum::given([post_created(), reacted(OTHER, Reaction::Like, 1, 0)])
+            .when(react(OTHER, Reaction::Dislike))
+            .then([reacted(OTHER, Reaction::Dislike, 0, 1)]);
+    }
+
+    #[test]
+    fn withdrawing_ones_dislike_counts_it_no_more() {
+        Forum::given([
+            post_created(),
+            reacted(OTHER, Reaction::Like, 1, 0),
+            reacted(OTHER, Reaction::Dislike, 0, 1),
+        ])
+        .when(react(OTHER, Reaction::None))
+        .then([reacted(OTHER, Reaction::None, 0, 0)]);
+    }
+
+    #[test]
+    fn liking_again_changes_nothing() {
+        Forum::given([post_created(), reacted(OTHER, Reaction::Like, 1, 0)])
+            .when(react(OTHER, Reaction::Like))
+            .then_nothing();
+    }
+
+    #[test]
+    fn withdrawing_a_reaction_one_never_gave_changes_nothing() {
+        Forum::given([post_created()])
+            .when(react(OTHER, Reaction::None))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_reaction_answers_the_targets_counts_afterwards_even_when_nothing_changes() {
+        // The counts are the reply, not an event: asked of the decision
+        // itself, on the state the harness folds.
+        let liked = Forum::given([post_created(), reacted(OTHER, Reaction::Like, 1, 0)]);
+        let answer = |user, reaction| {
+            set_reaction(
+                liked.state(),
+                TargetKind::Post,
+                POST,
+                user,
+                reaction,
+                NOW_US,
+            )
+        };
+        assert_eq!(
+            answer(OTHER, Reaction::Dislike),
+            Ok((vec![reacted(OTHER, Reaction::Dislike, 0, 1)], 0, 1))
+        );
+        assert_eq!(answer(OTHER, Reaction::Like), Ok((Vec::new(), 1, 0)));
+        assert_eq!(answer(AUTHOR, Reaction::None), Ok((Vec::new(), 1, 0)));
+    }
+
+    #[test]
+    fn a_reaction_to_a_comment_moves_the_comments_counts() {
+        Forum::given([post_created(), comment_created()])
+            .when(Cmd::SetReaction {
+                actor: AUTHOR,
+                target: TargetKind::Comment,
+                target_id: COMMENT,
+                reaction: Reaction::Dislike,
+            })
+            .then([PostEvent::ReactionSet(ReactionSet {
+                target: TargetKind::Comment,
+                target_id: COMMENT,
+                post_id: POST,
+                user_id: AUTHOR,
+                reaction: Reaction::Dislike,
+                likes: 0,
+                dislikes: 1,
+                at_us: NOW_US,
+            })]);
     }
 }
