@@ -45,6 +45,7 @@ async fn send(
         actor,
         command,
         timeout_ms: None,
+        request_digest: None,
     };
     let inbox = nats.new_inbox();
     let replies = nats.subscribe(inbox.clone()).await.expect("subscribe");

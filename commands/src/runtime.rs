@@ -17,7 +17,16 @@
 //! run once more, bisected into savepoints, until the culprit commands are
 //! alone: they are refused (`400 validation_failed` for data that cannot be
 //! stored) and the rest of the batch commits. See `run_batch`.
+//!
+//! Exactly once: a command sent with an `Idempotency-Key` carries an id
+//! derived from that key and the digest of its request. Its outcome is
+//! recorded (`forum_store::outcomes`) in the transaction that appends its
+//! events, and every try of a batch first looks up the outcomes of its
+//! keyed commands while holding the service's lock: a command already
+//! decided, by this instance or another, before a crash or a lost reply, is
+//! answered its first outcome and decided no more. See `known_outcomes`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +34,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use forum_events::{subject::Subjects, Metadata, NewEvent, RecordedEvent, Service};
 use forum_store::log::{self, Pending};
+use forum_store::outcomes::{self, Digest};
 use futures::StreamExt;
 use serde::{de::DeserializeOwned, Serialize};
 use sqlx::{PgConnection, PgPool};
@@ -48,6 +58,10 @@ pub struct Context {
     /// counted from the command's arrival): slow preparation that would
     /// end after it is not started (see `auth::password`).
     pub deadline: Option<Instant>,
+    /// Set when the caller sent an `Idempotency-Key`: the digest of its
+    /// request. The outcome is then recorded under `command_id`, and a
+    /// command whose id is already recorded is answered that outcome.
+    pub request_digest: Option<Digest>,
 }
 
 /// The result of deciding one command: its events and its reply data, or
@@ -62,8 +76,9 @@ pub trait Domain: Send + Sync + 'static {
     type Command: DeserializeOwned + Send + 'static;
     /// A command after its slow, lock-free preparation.
     type Prepared: Send + Sync + 'static;
-    /// What an accepted command replies with.
-    type Data: Serialize + Send + 'static;
+    /// What an accepted command replies with (recorded with the outcome of
+    /// a keyed command, and decoded again for its retries).
+    type Data: Serialize + DeserializeOwned + Clone + Send + 'static;
 
     /// Validates and prepares one command outside any lock (password
     /// hashing, look-ups). Runs concurrently with other commands.
@@ -224,6 +239,7 @@ pub async fn serve<D: Domain>(
                 deadline: envelope
                     .timeout_ms
                     .map(|ms| arrived + Duration::from_millis(u64::from(ms))),
+                request_digest: envelope.request_digest,
             };
             match domain.prepare(&ctx, envelope.command).await {
                 Ok(prepared) => {
@@ -304,28 +320,32 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Why a try at a batch's transaction did not commit.
 #[derive(Debug)]
-enum Failed {
+enum Failed<D> {
     /// Nothing was committed.
     RolledBack(Error),
     /// The commit itself failed without an answer from Postgres (the
     /// connection was lost): the batch may or may not have been committed,
     /// so it is not tried again.
     Unknown(Error),
+    /// Nothing was committed: some commands (by their index in the batch)
+    /// were already decided, and are answered with these outcomes; the
+    /// rest is tried again without them.
+    Known(Vec<(usize, Reply<D>)>),
 }
 
-impl From<Error> for Failed {
+impl<D> From<Error> for Failed<D> {
     fn from(e: Error) -> Self {
         Failed::RolledBack(e)
     }
 }
 
-impl From<forum_store::Error> for Failed {
+impl<D> From<forum_store::Error> for Failed<D> {
     fn from(e: forum_store::Error) -> Self {
         Failed::RolledBack(e.into())
     }
 }
 
-impl From<sqlx::Error> for Failed {
+impl<D> From<sqlx::Error> for Failed<D> {
     fn from(e: sqlx::Error) -> Self {
         Failed::RolledBack(e.into())
     }
@@ -352,21 +372,56 @@ pub(crate) async fn run_batch<D: Domain>(
     options: &Options,
 ) -> Vec<Reply<D::Data>> {
     let service = D::SERVICE;
-    let n = batch.len();
+    let total = batch.len();
+    let mut answers: Vec<Option<Reply<D::Data>>> = (0..total).map(|_| None).collect();
+    // A keyed command sent again while its first try is in the same batch
+    // is answered as that one: (its index, the first one's index).
+    let mut copies = Vec::new();
+    let mut first_of = HashMap::new();
+    let mut slots = Vec::with_capacity(total);
+    let mut items = Vec::with_capacity(total);
+    for (i, item) in batch.into_iter().enumerate() {
+        if let Some(digest) = item.0.request_digest {
+            if let Some(&(first, first_digest)) = first_of.get(&item.0.command_id) {
+                copies.push((i, first, first_digest == digest));
+                continue;
+            }
+            first_of.insert(item.0.command_id, (i, digest));
+        }
+        slots.push(i);
+        items.push(item);
+    }
     let started = Instant::now();
     let mut backoff = FIRST_BACKOFF;
     let mut isolating = false;
-    loop {
+    while !items.is_empty() {
+        let n = items.len();
         let tried = if isolating {
-            commit_isolating(domain, pool, &batch, options).await
+            commit_isolating(domain, pool, &items, options).await
         } else {
-            commit(domain, pool, &batch, options).await
+            commit(domain, pool, &items, options).await
         };
         let e = match tried {
-            Ok(replies) => return replies,
+            Ok(replies) => {
+                for (slot, reply) in slots.iter().zip(replies) {
+                    answers[*slot] = Some(reply);
+                }
+                break;
+            }
+            Err(Failed::Known(known)) => {
+                // Answer them, and try the rest again at once.
+                let mut known = known;
+                known.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+                for (at, reply) in known {
+                    answers[slots.remove(at)] = Some(reply);
+                    items.remove(at);
+                }
+                continue;
+            }
             Err(Failed::Unknown(e)) => {
                 tracing::error!(%service, error = %e, n, "commit outcome unknown; not retried");
-                return internal(n);
+                fill(&mut answers, &slots, || Rejection::Internal);
+                break;
             }
             Err(Failed::RolledBack(e)) => e,
         };
@@ -378,16 +433,14 @@ pub(crate) async fn run_batch<D: Domain>(
             }
             Class::Transient => {
                 tracing::error!(%service, error = %e, n, "batch failed; giving up");
-                return (0..n)
-                    .map(|_| Reply::Rejected(Rejection::Unavailable))
-                    .collect();
+                fill(&mut answers, &slots, || Rejection::Unavailable);
+                break;
             }
             _ if n == 1 => {
                 // The culprit is known: no need to run it again.
-                return batch
-                    .iter()
-                    .map(|(ctx, p)| Reply::Rejected(refusal(domain, ctx, p, &e)))
-                    .collect();
+                let (ctx, p) = &items[0];
+                answers[slots[0]] = Some(Reply::Rejected(refusal(domain, ctx, p, &e)));
+                break;
             }
             _ if !isolating => {
                 tracing::warn!(
@@ -399,16 +452,92 @@ pub(crate) async fn run_batch<D: Domain>(
             _ => {
                 // Outside any command (the lock or the commit itself).
                 tracing::error!(%service, error = %e, n, "batch failed; giving up");
-                return internal(n);
+                fill(&mut answers, &slots, || Rejection::Internal);
+                break;
             }
         }
     }
+    for (i, first, same_request) in copies {
+        answers[i] = Some(if same_request {
+            answers[first]
+                .clone()
+                .unwrap_or(Reply::Rejected(Rejection::Internal))
+        } else {
+            Reply::Rejected(Rejection::Conflict(KEY_REUSED.into()))
+        });
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or(Reply::Rejected(Rejection::Internal)))
+        .collect()
 }
 
-fn internal<T>(n: usize) -> Vec<Reply<T>> {
-    (0..n)
-        .map(|_| Reply::Rejected(Rejection::Internal))
-        .collect()
+/// The refusal of a key used again for another request.
+pub const KEY_REUSED: &str = "this Idempotency-Key was used for another request";
+
+/// Answers every command at `slots` with `rejection`.
+fn fill<T>(answers: &mut [Option<Reply<T>>], slots: &[usize], rejection: impl Fn() -> Rejection) {
+    for slot in slots {
+        answers[*slot] = Some(Reply::Rejected(rejection()));
+    }
+}
+
+/// The recorded outcomes of the keyed commands of `batch` that were
+/// already decided, by their index in the batch. Called while holding the
+/// service's lock: appends of the service (and so recordings of its
+/// outcomes) are serialized by it, so an outcome not found here is not
+/// recorded by any instance before this transaction ends. A recorded id
+/// with another request's digest (or another service's) is the same key
+/// used again for another request: `409 conflict`.
+///
+/// # Errors
+/// Database failure.
+async fn known_outcomes<D: Domain>(
+    tx: &mut PgConnection,
+    batch: &[(Context, D::Prepared)],
+) -> Result<Vec<(usize, Reply<D::Data>)>> {
+    let ids: Vec<Uuid> = batch
+        .iter()
+        .filter(|(ctx, _)| ctx.request_digest.is_some())
+        .map(|(ctx, _)| ctx.command_id)
+        .collect();
+    let found = outcomes::find(tx, &ids).await?;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: HashMap<Uuid, outcomes::Recorded> =
+        found.into_iter().map(|r| (r.command_id, r)).collect();
+    let service = D::SERVICE;
+    Ok(batch
+        .iter()
+        .enumerate()
+        .filter_map(|(at, (ctx, _))| {
+            let digest = ctx.request_digest?;
+            let recorded = found.get(&ctx.command_id)?;
+            let reply = if recorded.service != service.as_str() || recorded.request_digest != digest
+            {
+                Reply::Rejected(Rejection::Conflict(KEY_REUSED.into()))
+            } else {
+                Reply::from_bytes(&recorded.reply).unwrap_or_else(|e| {
+                    tracing::error!(%service, command_id = %ctx.command_id, error = %e,
+                        "recorded outcome undecodable");
+                    Reply::Rejected(Rejection::Internal)
+                })
+            };
+            Some((at, reply))
+        })
+        .collect())
+}
+
+/// Whether a reply is an outcome a retry must get again: an acceptance or
+/// a refusal by the domain's rules, not a "try again".
+fn final_outcome<T>(reply: &Reply<T>) -> bool {
+    !matches!(
+        reply,
+        Reply::Rejected(
+            Rejection::Internal | Rejection::Unavailable | Rejection::RateLimited { .. }
+        )
+    )
 }
 
 /// The answer to a command that failed alone with `e`.
@@ -442,9 +571,13 @@ async fn commit<D: Domain>(
     pool: &PgPool,
     batch: &[(Context, D::Prepared)],
     options: &Options,
-) -> std::result::Result<Vec<Reply<D::Data>>, Failed> {
+) -> std::result::Result<Vec<Reply<D::Data>>, Failed<D::Data>> {
     let mut tx = pool.begin().await?;
     log::lock(&mut tx, D::SERVICE).await?;
+    let known = known_outcomes::<D>(&mut tx, batch).await?;
+    if !known.is_empty() {
+        return Err(Failed::Known(known));
+    }
     let now = chrono::Utc::now().timestamp_micros();
     let (replies, written) = step(domain, &mut tx, batch, now).await?;
     finish(tx, options, written).await?;
@@ -477,9 +610,13 @@ async fn commit_isolating<D: Domain>(
     pool: &PgPool,
     batch: &[(Context, D::Prepared)],
     options: &Options,
-) -> std::result::Result<Vec<Reply<D::Data>>, Failed> {
+) -> std::result::Result<Vec<Reply<D::Data>>, Failed<D::Data>> {
     let mut tx = pool.begin().await?;
     log::lock(&mut tx, D::SERVICE).await?;
+    let known = known_outcomes::<D>(&mut tx, batch).await?;
+    if !known.is_empty() {
+        return Err(Failed::Known(known));
+    }
     let now = chrono::Utc::now().timestamp_micros();
     let n = batch.len();
     let mut replies: Vec<Option<Reply<D::Data>>> = (0..n).map(|_| None).collect();
@@ -576,16 +713,25 @@ async fn step<D: Domain>(
             Err(rejection) => Reply::Rejected(rejection),
         });
     }
-    Ok((replies, !recorded.is_empty()))
+    let keyed: Vec<(Uuid, Digest, Vec<u8>)> = batch
+        .iter()
+        .zip(&replies)
+        .filter_map(|((ctx, _), reply)| {
+            let digest = ctx.request_digest?;
+            final_outcome(reply).then(|| (ctx.command_id, digest, reply.to_bytes()))
+        })
+        .collect();
+    outcomes::record(tx, service, &keyed).await?;
+    Ok((replies, !recorded.is_empty() || !keyed.is_empty()))
 }
 
 /// Commits; tells a commit Postgres refused (nothing committed) from one
 /// whose answer was lost (outcome unknown).
-async fn finish(
+async fn finish<D>(
     tx: sqlx::Transaction<'_, sqlx::Postgres>,
     options: &Options,
     written: bool,
-) -> std::result::Result<(), Failed> {
+) -> std::result::Result<(), Failed<D>> {
     match tx.commit().await {
         Ok(()) => {}
         Err(e @ sqlx::Error::Database(_)) => return Err(Failed::RolledBack(e.into())),
@@ -655,6 +801,7 @@ pub(crate) mod testing {
             correlation_id: Uuid::now_v7(),
             actor: Some(actor),
             deadline: None,
+            request_digest: None,
         }
     }
 
@@ -1024,6 +1171,185 @@ mod tests {
         assert_eq!(rejection(&replies[0]), Some(&unstorable_text()));
         assert_eq!(domain.executions.load(Ordering::SeqCst), 1);
         assert!(log_of(&db.pool, Service::Posts).await.is_empty());
+    }
+
+    /// `item` sent with an `Idempotency-Key`: its command id and request
+    /// digest are `id` and `digest` (a retry sends them again).
+    fn keyed(mut item: (Context, Note), id: Uuid, digest: u8) -> (Context, Note) {
+        item.0.command_id = id;
+        item.0.request_digest = Some([digest; 32]);
+        item
+    }
+
+    fn note(id: Uuid, text: &str) -> Note {
+        Note::Create {
+            id,
+            text: text.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keyed_command_sent_again_is_answered_its_first_outcome_and_decided_once() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        let (key, id) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = run_batch(
+            &domain,
+            &db.pool,
+            vec![keyed((ctx(Uuid::nil()), note(id, "once")), key, 1)],
+            &Options::default(),
+        )
+        .await;
+        assert!(rejection(&first[0]).is_none(), "{first:?}");
+        // The retry would be refused if it were decided again (the note
+        // exists): it gets the first answer, positions included.
+        let again = run_batch(
+            &domain,
+            &db.pool,
+            vec![
+                create("beside"),
+                keyed((ctx(Uuid::nil()), note(id, "once")), key, 1),
+            ],
+            &Options::default(),
+        )
+        .await;
+        assert_eq!(again[1], first[0]);
+        assert!(rejection(&again[0]).is_none(), "{again:?}");
+        let log = log_of(&db.pool, Service::Posts).await;
+        assert_eq!(log.len(), 2, "the note once, and the other one: {log:?}");
+        assert_eq!(notes(&db.pool).await[&id], ("once".to_string(), 1));
+    }
+
+    #[tokio::test]
+    async fn a_key_sent_twice_in_one_batch_takes_effect_once_and_both_get_its_answer() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        let (key, id) = (Uuid::now_v7(), Uuid::now_v7());
+        let replies = run_batch(
+            &domain,
+            &db.pool,
+            vec![
+                keyed((ctx(Uuid::nil()), note(id, "twice")), key, 7),
+                keyed((ctx(Uuid::nil()), note(id, "twice")), key, 7),
+                keyed((ctx(Uuid::nil()), note(Uuid::now_v7(), "other")), key, 8),
+            ],
+            &Options::default(),
+        )
+        .await;
+        assert!(rejection(&replies[0]).is_none(), "{replies:?}");
+        assert_eq!(replies[1], replies[0]);
+        assert_eq!(
+            rejection(&replies[2]),
+            Some(&Rejection::Conflict(KEY_REUSED.into()))
+        );
+        assert_eq!(log_of(&db.pool, Service::Posts).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_used_again_for_another_request_is_a_conflict_and_changes_nothing() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        let key = Uuid::now_v7();
+        let first = run_batch(
+            &domain,
+            &db.pool,
+            vec![keyed(create("first"), key, 1)],
+            &Options::default(),
+        )
+        .await;
+        assert!(rejection(&first[0]).is_none(), "{first:?}");
+        let other = run_batch(
+            &domain,
+            &db.pool,
+            vec![keyed(create("second"), key, 2)],
+            &Options::default(),
+        )
+        .await;
+        assert_eq!(
+            rejection(&other[0]),
+            Some(&Rejection::Conflict(KEY_REUSED.into()))
+        );
+        assert_eq!(log_of(&db.pool, Service::Posts).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_by_the_rules_is_recorded_and_a_retry_gets_it_even_when_the_rules_now_allow_it(
+    ) {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        let (key, id) = (Uuid::now_v7(), Uuid::now_v7());
+        let refused = run_batch(
+            &domain,
+            &db.pool,
+            vec![keyed(append(id, "+1"), key, 3)],
+            &Options::default(),
+        )
+        .await;
+        assert_eq!(rejection(&refused[0]), Some(&Rejection::NotFound));
+        run_batch(
+            &domain,
+            &db.pool,
+            vec![(ctx(Uuid::nil()), note(id, "now"))],
+            &Options::default(),
+        )
+        .await;
+        let retried = run_batch(
+            &domain,
+            &db.pool,
+            vec![keyed(append(id, "+1"), key, 3)],
+            &Options::default(),
+        )
+        .await;
+        assert_eq!(retried, refused);
+        assert_eq!(notes(&db.pool).await[&id], ("now".to_string(), 1));
+    }
+
+    #[tokio::test]
+    async fn a_keyed_command_that_failed_unstorable_or_transiently_is_not_recorded() {
+        let db = notes_db().await;
+        let domain = Notes::default();
+        domain.transient.store(usize::MAX, Ordering::SeqCst);
+        let options = Options {
+            retry_for: Duration::from_millis(100),
+            ..Options::default()
+        };
+        let (key, id) = (Uuid::now_v7(), Uuid::now_v7());
+        let unavailable = run_batch(
+            &domain,
+            &db.pool,
+            vec![keyed((ctx(Uuid::nil()), note(id, "x")), key, 4)],
+            &options,
+        )
+        .await;
+        assert_eq!(rejection(&unavailable[0]), Some(&Rejection::Unavailable));
+        domain.transient.store(0, Ordering::SeqCst);
+        let bad = run_batch(
+            &domain,
+            &db.pool,
+            vec![keyed(
+                (ctx(Uuid::nil()), note(Uuid::now_v7(), "\0")),
+                Uuid::now_v7(),
+                5,
+            )],
+            &Options::default(),
+        )
+        .await;
+        assert_eq!(rejection(&bad[0]), Some(&unstorable_text()));
+        let recorded: i64 = sqlx::query_scalar("select count(*) from command.outcomes")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+        assert_eq!(recorded, 0);
+        // The retry of the unavailable one is decided: it takes effect now.
+        let retried = run_batch(
+            &domain,
+            &db.pool,
+            vec![keyed((ctx(Uuid::nil()), note(id, "x")), key, 4)],
+            &Options::default(),
+        )
+        .await;
+        assert!(rejection(&retried[0]).is_none(), "{retried:?}");
+        assert_eq!(log_of(&db.pool, Service::Posts).await.len(), 1);
     }
 
     #[tokio::test]

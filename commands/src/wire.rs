@@ -24,6 +24,13 @@ pub struct Envelope<C> {
     /// this field refuses an envelope with it and the other way round: the
     /// gateway and the services are deployed together.
     pub timeout_ms: Option<u32>,
+    /// Set when the caller sent an `Idempotency-Key`: the SHA-256 of the
+    /// request the key came with (method, path and body). `command_id` is
+    /// then derived from the key, and the service records the outcome under
+    /// it in the transaction of the command's events: a retry with the same
+    /// id gets that outcome instead of a second effect, and a retry with
+    /// another digest is a conflict. Appended last (see `timeout_ms`).
+    pub request_digest: Option<[u8; 32]>,
 }
 
 impl<C: Serialize> Envelope<C> {

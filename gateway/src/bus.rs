@@ -9,6 +9,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
+use crate::extract::Origin;
 use crate::metrics::Metrics;
 
 /// The gateway's side of the command bus.
@@ -45,7 +46,8 @@ impl Bus {
     }
 
     /// Sends `command` to `service` as `<prefix>.cmd.<service>.<name>` and
-    /// waits for the reply.
+    /// waits for the reply. A request is sent as one command at most: a
+    /// keyed request's command id is its key's.
     ///
     /// # Errors
     /// The service's rejection as its API error; 503 `unavailable` when no
@@ -54,16 +56,20 @@ impl Bus {
         &self,
         service: Service,
         name: &str,
-        correlation_id: Uuid,
+        origin: Origin,
         actor: Option<Uuid>,
         command: C,
     ) -> Result<Accepted<D>> {
+        // A keyed request's command id comes from its key, so a retry is
+        // the same command to the service (which answers it its first
+        // outcome); any other command gets a fresh id.
         let mut envelope = Envelope {
-            command_id: Uuid::now_v7(),
-            correlation_id,
+            command_id: origin.keyed.map_or_else(Uuid::now_v7, |k| k.command_id),
+            correlation_id: origin.correlation_id,
             actor,
             command,
             timeout_ms: None,
+            request_digest: origin.keyed.map(|k| k.digest),
         };
         let subject = self.subjects.command(service, name);
         self.metrics.command_sent();

@@ -322,3 +322,27 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .unwrap_or_else(|| RequestId(Uuid::now_v7())))
     }
 }
+
+/// Where a command comes from: its request's correlation id and, when the
+/// request carried an `Idempotency-Key`, the command id derived from it
+/// (set by [`crate::idempotency::layer`]). Handlers pass it to
+/// [`crate::bus::Bus::send`].
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// The request's correlation id.
+    pub correlation_id: Uuid,
+    /// The keyed command, if the request had a key.
+    pub keyed: Option<crate::idempotency::Keyed>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let RequestId(correlation_id) = RequestId::from_request_parts(parts, state).await?;
+        Ok(Origin {
+            correlation_id,
+            keyed: parts.extensions.get::<crate::idempotency::Keyed>().copied(),
+        })
+    }
+}

@@ -1,19 +1,30 @@
 //! `Idempotency-Key`: a retried write with the same key, by the same user,
 //! within 24 hours, gets the first answer again (status, body and cookie)
-//! and changes nothing. A key is bound to its request: method, path and a
-//! SHA-256 of the body. The same key with another request is `409
-//! conflict`; on register and login, whose keys share one anonymous scope,
-//! that is what keeps one client from ever receiving another's answer. The answers live in Postgres, so every gateway
-//! instance shares them.
+//! and changes nothing, whatever happened to the first attempt.
+//!
+//! Exactly once is kept by the command services, not here: this middleware
+//! derives the request's command id from its key and its caller's scope
+//! ([`command_id`]) and binds it to the request's digest (method, path and
+//! the body's SHA-256). The service records the command's outcome under
+//! that id in the transaction that appends its events, so a retry through
+//! any gateway finds the first outcome, however the first attempt ended (a
+//! `503`, a dropped connection, a process killed after its commit), and the
+//! same key with another request is `409 conflict`. On register and login,
+//! whose keys share one anonymous scope, that binding is what keeps one
+//! client from ever receiving another's answer. A retry never waits on the
+//! first attempt: it is a command like any other.
+//!
+//! The gateways also keep the first `2xx` answers in Postgres
+//! (`gateway.idempotency`), written after the answer is sent, so that a
+//! retry gets the very same body even when what it shows has changed since
+//! (a post's counts); without it, a retry's answer is built from the
+//! recorded outcome and today's read models. This cache is only a
+//! convenience: its rows expire after 24 hours ([`sweep`]), the services'
+//! records never do.
 //!
 //! A request refused before any work stores nothing: the rate limits run
-//! before this middleware, the token of a route that needs a login is
-//! checked here before the key is claimed (`401` claims nothing), and an
-//! answer `401`, `408`, `413`, `415` or `429` from the route gives the claim
-//! back instead of remembering it, like a `5xx`.
-//!
-//! Expired answers (older than 24 hours) are deleted by [`sweep`], in
-//! batches, one gateway at a time.
+//! before this middleware, and the token of a route that needs a login is
+//! checked here first (`401`).
 
 use std::time::Duration;
 
@@ -46,15 +57,8 @@ const SWEEP_MAX_BATCHES: usize = 100;
 /// The advisory lock class held by the gateway sweeping ("IDEM").
 const SWEEP_LOCK_CLASS: i32 = 0x4944_454d;
 
-/// Statuses that mean the request was refused before any work: the claim
-/// is given back rather than remembered.
-const REFUSED: [StatusCode; 5] = [
-    StatusCode::UNAUTHORIZED,
-    StatusCode::REQUEST_TIMEOUT,
-    StatusCode::PAYLOAD_TOO_LARGE,
-    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-    StatusCode::TOO_MANY_REQUESTS,
-];
+/// The namespace of command ids derived from keys (UUIDv5).
+const COMMAND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_756d_6964_656d_706f_7465_6e63_7900);
 
 /// Writes that need no login (their key is not scoped to a user).
 fn anonymous(path: &str) -> bool {
@@ -67,16 +71,41 @@ fn anonymous(path: &str) -> bool {
 /// Headers of the first answer that a replay repeats.
 const KEPT_HEADERS: [HeaderName; 2] = [header::CONTENT_TYPE, header::SET_COOKIE];
 
-/// What a key is bound to.
+/// The command of a request with an `Idempotency-Key`, for
+/// [`crate::bus::Bus::send`] (through [`crate::extract::Origin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyed {
+    /// Derived from the key and its scope: [`command_id`].
+    pub command_id: Uuid,
+    /// [`request_digest`] of the request.
+    pub digest: [u8; 32],
+}
+
+/// The command id of `key` used by `scope` (a user, or the nil id for
+/// anonymous requests): the same on every gateway, for every retry.
+pub fn command_id(scope: Uuid, key: &str) -> Uuid {
+    let mut name = Vec::with_capacity(16 + key.len());
+    name.extend_from_slice(scope.as_bytes());
+    name.extend_from_slice(key.as_bytes());
+    Uuid::new_v5(&COMMAND_ID_NAMESPACE, &name)
+}
+
+/// The SHA-256 of a request: its method, path and body.
+pub fn request_digest(method: &str, path: &str, body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(method.as_bytes());
+    h.update([0]);
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(body);
+    h.finalize().into()
+}
+
+/// What a key is bound to in the answer cache.
 struct Bound<'a> {
     method: &'a str,
     path: &'a str,
-    digest: &'a [u8],
-}
-
-enum Claim {
-    Mine,
-    Done(Response),
+    body_digest: &'a [u8],
 }
 
 /// The middleware.
@@ -104,8 +133,8 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             .and_then(|t| state.tokens.verify(t))
             .map_or(Uuid::nil(), |c| c.sub)
     } else {
-        // Every other write needs a login: check it before claiming, so a
-        // 401 stores nothing. The route's `AuthUser` reuses this check.
+        // Every other write needs a login: check it first, so a 401 does
+        // no work. The route's `AuthUser` reuses this check.
         let Some(t) = token(req.headers()) else {
             return ApiError::Unauthorized.into_response();
         };
@@ -129,90 +158,86 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         }
         Err(_) => return ApiError::PayloadTooLarge.into_response(),
     };
-    let digest = Sha256::digest(&bytes).to_vec();
-    let req = Request::from_parts(parts, Body::from(bytes));
-    let request = Bound {
+    let body_digest = Sha256::digest(&bytes).to_vec();
+    let keyed = Keyed {
+        command_id: command_id(scope, &key),
+        digest: request_digest(&method, &path, &bytes),
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(keyed);
+    let bound = Bound {
         method: &method,
         path: &path,
-        digest: &digest,
+        body_digest: &body_digest,
     };
-    match claim(&state, scope, &key, &request).await {
-        Ok(Claim::Done(response)) => {
+    match cached(&state.pool, scope, &key, &bound).await {
+        Ok(Some(response)) => {
             state.metrics.idempotent_replay();
             return response;
         }
-        Ok(Claim::Mine) => {}
+        Ok(None) => {}
         Err(e) => return e.into_response(),
     }
     let response = next.run(req).await;
-    match remember(&state, scope, &key, response).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    if !response.status().is_success() {
+        return response;
     }
+    let (parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => return ApiError::Internal(e.to_string()).into_response(),
+    };
+    let answer = Answer::of(parts.status, &parts.headers, bytes.to_vec());
+    let pool = state.pool.clone();
+    // Off the answer's path: the write is already recorded by its service.
+    tokio::spawn(async move {
+        let bound = Bound {
+            method: &method,
+            path: &path,
+            body_digest: &body_digest,
+        };
+        if let Err(e) = remember(&pool, scope, &key, &bound, &answer).await {
+            tracing::warn!(error = ?e, "first answer not cached");
+        }
+    });
+    Response::from_parts(parts, Body::from(bytes))
 }
 
-async fn claim(
-    state: &AppState,
+/// The cached first answer of `key` in `scope`, if any; `409` when the key
+/// was used for another request.
+async fn cached(
+    pool: &PgPool,
     scope: Uuid,
     key: &str,
     request: &Bound<'_>,
-) -> Result<Claim, ApiError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let inserted = sqlx::query(
-            "insert into gateway.idempotency (scope, key, method, path, body_digest)
-             values ($1, $2, $3, $4, $6)
-             on conflict (scope, key) do update
-                 set method = excluded.method, path = excluded.path,
-                     body_digest = excluded.body_digest, status = null,
-                     headers = null, body = null, created_at = now()
-                 where gateway.idempotency.created_at < now() - make_interval(hours => $5)
-             returning 1",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(request.method)
-        .bind(request.path)
-        .bind(KEEP_HOURS as i32)
-        .bind(request.digest)
-        .fetch_optional(&state.pool)
-        .await?;
-        if inserted.is_some() {
-            return Ok(Claim::Mine);
-        }
-        let row = sqlx::query(
-            "select method, path, body_digest, status, headers, body from gateway.idempotency
-             where scope = $1 and key = $2",
-        )
-        .bind(scope)
-        .bind(key)
-        .fetch_optional(&state.pool)
-        .await?;
-        let Some(row) = row else { continue };
-        let (m, p): (String, String) = (row.try_get("method")?, row.try_get("path")?);
-        let digest: Option<Vec<u8>> = row.try_get("body_digest")?;
-        if m != request.method || p != request.path || digest.is_some_and(|d| d != request.digest) {
-            return Err(ApiError::Conflict(
-                "this Idempotency-Key was used for another request".into(),
-            ));
-        }
-        if let Some(status) = row.try_get::<Option<i32>, _>("status")? {
-            let headers: Option<serde_json::Value> = row.try_get("headers")?;
-            let body: Option<Vec<u8>> = row.try_get("body")?;
-            return Ok(Claim::Done(rebuild(
-                status,
-                headers,
-                body.unwrap_or_default(),
-            )));
-        }
-        // The first request is still running: wait for its answer.
-        if tokio::time::Instant::now() > deadline {
-            return Err(ApiError::Conflict(
-                "a request with this Idempotency-Key is still in progress".into(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+) -> Result<Option<Response>, ApiError> {
+    let row = sqlx::query(
+        "select method, path, body_digest, status, headers, body from gateway.idempotency
+         where scope = $1 and key = $2
+           and created_at >= now() - make_interval(hours => $3)",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(KEEP_HOURS as i32)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let (m, p): (String, String) = (row.try_get("method")?, row.try_get("path")?);
+    let digest: Option<Vec<u8>> = row.try_get("body_digest")?;
+    if m != request.method || p != request.path || digest.is_some_and(|d| d != request.body_digest)
+    {
+        return Err(ApiError::Conflict(
+            "this Idempotency-Key was used for another request".into(),
+        ));
     }
+    // A row without an answer was a claim of an earlier version: the
+    // service's record decides.
+    let Some(status) = row.try_get::<Option<i32>, _>("status")? else {
+        return Ok(None);
+    };
+    let headers: Option<serde_json::Value> = row.try_get("headers")?;
+    let body: Option<Vec<u8>> = row.try_get("body")?;
+    Ok(Some(rebuild(status, headers, body.unwrap_or_default())))
 }
 
 fn rebuild(status: i32, headers: Option<serde_json::Value>, body: Vec<u8>) -> Response {
@@ -233,54 +258,67 @@ fn rebuild(status: i32, headers: Option<serde_json::Value>, body: Vec<u8>) -> Re
     response
 }
 
-async fn remember(
-    state: &AppState,
-    scope: Uuid,
-    key: &str,
-    response: Response,
-) -> Result<Response, ApiError> {
-    let status = response.status();
-    if status.is_server_error() || REFUSED.contains(&status) {
-        // Not an answer worth repeating (or refused before any work): let
-        // a retry run again.
-        sqlx::query(
-            "delete from gateway.idempotency where scope = $1 and key = $2 and status is null",
-        )
-        .bind(scope)
-        .bind(key)
-        .execute(&state.pool)
-        .await?;
-        return Ok(response);
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut kept = serde_json::Map::new();
-    for name in KEPT_HEADERS {
-        let values: Vec<serde_json::Value> = parts
-            .headers
-            .get_all(&name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(|v| serde_json::Value::String(v.to_string()))
-            .collect();
-        if !values.is_empty() {
-            kept.insert(name.to_string(), serde_json::Value::Array(values));
+/// A first answer, as cached.
+struct Answer {
+    status: u16,
+    headers: serde_json::Value,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn of(status: StatusCode, headers: &axum::http::HeaderMap, body: Vec<u8>) -> Answer {
+        let mut kept = serde_json::Map::new();
+        for name in KEPT_HEADERS {
+            let values: Vec<serde_json::Value> = headers
+                .get_all(&name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(|v| serde_json::Value::String(v.to_string()))
+                .collect();
+            if !values.is_empty() {
+                kept.insert(name.to_string(), serde_json::Value::Array(values));
+            }
+        }
+        Answer {
+            status: status.as_u16(),
+            headers: serde_json::Value::Object(kept),
+            body,
         }
     }
+}
+
+/// Caches a first answer; the first one cached stays (an expired row is
+/// replaced).
+async fn remember(
+    pool: &PgPool,
+    scope: Uuid,
+    key: &str,
+    request: &Bound<'_>,
+    answer: &Answer,
+) -> Result<(), ApiError> {
     sqlx::query(
-        "update gateway.idempotency set status = $3, headers = $4, body = $5
-         where scope = $1 and key = $2",
+        "insert into gateway.idempotency
+             (scope, key, method, path, body_digest, status, headers, body)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)
+         on conflict (scope, key) do update
+             set method = excluded.method, path = excluded.path,
+                 body_digest = excluded.body_digest, status = excluded.status,
+                 headers = excluded.headers, body = excluded.body, created_at = now()
+             where gateway.idempotency.status is null
+                or gateway.idempotency.created_at < now() - make_interval(hours => $9)",
     )
     .bind(scope)
     .bind(key)
-    .bind(status.as_u16() as i32)
-    .bind(serde_json::Value::Object(kept))
-    .bind(bytes.as_ref())
-    .execute(&state.pool)
+    .bind(request.method)
+    .bind(request.path)
+    .bind(request.body_digest)
+    .bind(i32::from(answer.status))
+    .bind(&answer.headers)
+    .bind(&answer.body)
+    .bind(KEEP_HOURS as i32)
+    .execute(pool)
     .await?;
-    Ok(Response::from_parts(parts, Body::from(bytes)))
+    Ok(())
 }
 
 /// Deletes the answers older than 24 hours every `every`, until `stop`

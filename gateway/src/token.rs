@@ -38,13 +38,21 @@ impl Tokens {
         }
     }
 
-    /// Signs a token for `user`'s `session`, valid until `expires_at_us`.
-    pub fn issue(&self, user: Uuid, session: Uuid, expires_at_us: i64) -> String {
+    /// Signs a token for `user`'s `session`, started at `started_at_us`
+    /// and valid until `expires_at_us`. The token is a function of these
+    /// alone, so the retry of a login answers the very same token.
+    pub fn issue(
+        &self,
+        user: Uuid,
+        session: Uuid,
+        started_at_us: i64,
+        expires_at_us: i64,
+    ) -> String {
         let claims = Claims {
             sub: user,
             sid: session,
             exp: expires_at_us / 1_000_000,
-            iat: chrono::Utc::now().timestamp(),
+            iat: started_at_us / 1_000_000,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
     }
@@ -65,7 +73,7 @@ mod tests {
     fn a_token_verifies_with_its_secret_only_and_not_after_expiry() {
         let t = Tokens::new(b"secret-one");
         let future = (chrono::Utc::now().timestamp() + 60) * 1_000_000;
-        let token = t.issue(Uuid::from_u128(1), Uuid::from_u128(2), future);
+        let token = t.issue(Uuid::from_u128(1), Uuid::from_u128(2), 0, future);
         let claims = t.verify(&token).expect("valid");
         assert_eq!(
             (claims.sub, claims.sid),
@@ -74,7 +82,7 @@ mod tests {
         assert!(Tokens::new(b"secret-two").verify(&token).is_none());
         let past = (chrono::Utc::now().timestamp() - 5) * 1_000_000;
         assert!(t
-            .verify(&t.issue(Uuid::from_u128(1), Uuid::from_u128(2), past))
+            .verify(&t.issue(Uuid::from_u128(1), Uuid::from_u128(2), 0, past))
             .is_none());
         assert!(t.verify("not.a.token").is_none());
     }

@@ -10,6 +10,8 @@
 //! - [`relay`]: the outbox: publishes every committed event to JetStream
 //!   (`Nats-Msg-Id` = event id), from its own checkpoint, so a crash between
 //!   commit and publish loses nothing.
+//! - [`outcomes`]: the recorded outcomes of commands sent with an
+//!   `Idempotency-Key`, written in the append's transaction (exactly once).
 //! - [`poison`]: the record of parked (poison) events, shared by every
 //!   follower of the logs.
 //! - [`setup`]: connecting to Postgres and NATS, migrations, the stream.
@@ -17,6 +19,7 @@
 
 pub mod error;
 pub mod log;
+pub mod outcomes;
 pub mod poison;
 pub mod relay;
 pub mod setup;

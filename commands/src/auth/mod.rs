@@ -126,6 +126,8 @@ pub enum AuthData {
         session_id: Uuid,
         /// Session expiry, µs since the epoch.
         expires_at_us: i64,
+        /// Session start, µs since the epoch (the token's issue time).
+        started_at_us: i64,
     },
     /// The session ended.
     LoggedOut,
@@ -141,6 +143,8 @@ pub enum Prepared {
         user_id: Uuid,
         /// The new session id.
         session_id: Uuid,
+        /// Its start, µs.
+        started_at_us: i64,
         /// Its expiry, µs.
         expires_at_us: i64,
     },
@@ -237,10 +241,12 @@ impl Auth {
                 if tracked {
                     self.forget_failures(user_id).await?;
                 }
+                let now = now_us();
                 Ok(Prepared::Login {
                     user_id,
                     session_id: Uuid::new_v4(),
-                    expires_at_us: self.expiry(now_us()),
+                    started_at_us: now,
+                    expires_at_us: self.expiry(now),
                 })
             }
             _ => {
@@ -450,12 +456,14 @@ impl Domain for Auth {
                 Prepared::Login {
                     user_id,
                     session_id,
+                    started_at_us,
                     expires_at_us,
                 } => Ok((
                     decide::login(*user_id, *session_id, *expires_at_us),
                     AuthData::LoggedIn {
                         user_id: *user_id,
                         session_id: *session_id,
+                        started_at_us: *started_at_us,
                         expires_at_us: *expires_at_us,
                     },
                 )),

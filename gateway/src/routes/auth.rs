@@ -12,7 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
-use crate::extract::{AuthUser, Fields, JsonBody, RequestId};
+use crate::extract::{AuthUser, Fields, JsonBody, Origin};
 use crate::routes::users::{load_me, Me, User};
 use crate::AppState;
 
@@ -107,10 +107,14 @@ fn with_session(
     user: Me,
     user_id: Uuid,
     session_id: Uuid,
-    expires_at_us: i64,
+    (started_at_us, expires_at_us): (i64, i64),
 ) -> Response {
-    let token = state.tokens.issue(user_id, session_id, expires_at_us);
-    let max_age = (expires_at_us / 1_000_000 - chrono::Utc::now().timestamp()).max(0);
+    // Both from the session alone: a retried login or registration (same
+    // Idempotency-Key) answers the same token and the same cookie.
+    let token = state
+        .tokens
+        .issue(user_id, session_id, started_at_us, expires_at_us);
+    let max_age = ((expires_at_us - started_at_us) / 1_000_000).max(0);
     let cookie = session_cookie(state, &token, max_age);
     let mut response = (status, Json(AuthResponse { user, token })).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -124,7 +128,7 @@ fn with_session(
               (status = 409, body = crate::error::ErrorBody, description = "nickname_taken / email_taken")))]
 pub async fn register(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let mut f = Fields::new(&body);
@@ -204,7 +208,7 @@ pub async fn register(
         me,
         user_id,
         session_id,
-        expires_at_us,
+        (registered_at_us, expires_at_us),
     ))
 }
 
@@ -215,7 +219,7 @@ pub async fn register(
               (status = 401, body = crate::error::ErrorBody, description = "invalid_credentials, for unknown user and wrong password alike")))]
 pub async fn login(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let mut f = Fields::new(&body);
@@ -244,6 +248,7 @@ pub async fn login(
         user_id,
         session_id,
         expires_at_us,
+        started_at_us,
     } = accepted.data
     else {
         return Err(ApiError::Internal("unexpected reply to login".into()));
@@ -258,7 +263,7 @@ pub async fn login(
         me,
         user_id,
         session_id,
-        expires_at_us,
+        (started_at_us, expires_at_us),
     ))
 }
 
@@ -269,7 +274,7 @@ pub async fn login(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn logout(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
 ) -> Result<Response> {
     let command = AuthCommand::Logout(Logout {

@@ -23,7 +23,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
-use crate::extract::{AuthUser, Fields, JsonBody, PathParam, QueryMap, RequestId};
+use crate::extract::{AuthUser, Fields, JsonBody, Origin, PathParam, QueryMap};
 use crate::routes::paging::{encode_cursor, paging};
 use crate::routes::posts::{path_id, Author};
 use crate::{no_content, time, AppState};
@@ -191,7 +191,7 @@ pub async fn list_users(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn send_message(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
@@ -294,7 +294,7 @@ pub async fn list_messages(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn mark_read(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,

@@ -18,7 +18,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
-use crate::extract::{AuthUser, JsonBody, QueryMap, RequestId};
+use crate::extract::{AuthUser, JsonBody, Origin, QueryMap};
 use crate::routes::paging::{encode_cursor, paging};
 use crate::routes::posts::Author;
 use crate::{no_content, time, AppState};
@@ -188,7 +188,7 @@ fn read_command(body: &serde_json::Map<String, Value>) -> Result<NotificationsCo
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn mark_read(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {

@@ -26,7 +26,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
-use crate::extract::{AuthUser, Fields, JsonBody, MaybeUser, PathParam, QueryMap, RequestId};
+use crate::extract::{AuthUser, Fields, JsonBody, MaybeUser, Origin, PathParam, QueryMap};
 use crate::routes::paging::{encode_cursor, paging};
 use crate::{no_content, time, AppState};
 
@@ -385,7 +385,7 @@ fn categories_field(f: &mut Fields<'_>) -> Option<Vec<String>> {
 /// (see [`crate::watermarks::Watermarks::wait_notified`]).
 async fn send(
     state: &AppState,
-    rid: Uuid,
+    rid: Origin,
     user: AuthUser,
     command: PostsCommand,
 ) -> Result<PostsData> {
@@ -442,7 +442,7 @@ pub async fn list_categories() -> Json<Vec<Category>> {
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn create_post(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
@@ -574,7 +574,7 @@ pub async fn get_post(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn edit_post(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
@@ -615,7 +615,7 @@ pub async fn edit_post(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn delete_post(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     PathParam(id): PathParam<String>,
 ) -> Result<Response> {
@@ -640,7 +640,7 @@ pub async fn delete_post(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn create_comment(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
@@ -728,7 +728,7 @@ pub async fn list_comments(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn edit_comment(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
@@ -761,7 +761,7 @@ pub async fn edit_comment(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn delete_comment(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     PathParam(id): PathParam<String>,
 ) -> Result<Response> {
@@ -773,7 +773,7 @@ pub async fn delete_comment(
 
 async fn react(
     state: AppState,
-    rid: Uuid,
+    rid: Origin,
     user: AuthUser,
     target: TargetKind,
     id: &str,
@@ -819,7 +819,7 @@ async fn react(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn react_to_post(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
@@ -837,7 +837,7 @@ pub async fn react_to_post(
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn react_to_comment(
     State(state): State<AppState>,
-    RequestId(rid): RequestId,
+    rid: Origin,
     user: AuthUser,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
