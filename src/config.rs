@@ -242,6 +242,11 @@ pub struct ServiceArgs {
     /// Retry-After.
     #[arg(long, env = "FORUM_HASH_QUEUE", default_value_t = forum_commands::auth::password::DEFAULT_QUEUE)]
     pub hash_queue: usize,
+    /// Apply the read models of the service's log in the transaction that
+    /// appends to it (one commit per write); `false` leaves them all to the
+    /// projectors (an answer then waits for one more commit).
+    #[arg(long, env = "FORUM_INLINE_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub inline_projections: bool,
     /// Fault injection for tests: abort the process right after the first
     /// commit of events, before they are published or answered.
     #[arg(

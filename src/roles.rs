@@ -161,6 +161,9 @@ async fn run_service(
     let options = Options {
         max_batch: args.max_batch.max(1),
         abort_after_commit: args.abort_after_commit,
+        inline: args
+            .inline_projections
+            .then(|| forum_projections::inline::Inline::of(service)),
         ..Options::default()
     };
     match service {

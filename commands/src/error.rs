@@ -11,6 +11,9 @@ pub enum Error {
     /// NATS.
     #[error("nats: {0}")]
     Nats(String),
+    /// A read model applied inline, in the append's transaction.
+    #[error("inline projection: {0}")]
+    Projection(#[from] forum_projections::Error),
 }
 
 impl From<sqlx::Error> for Error {
@@ -51,6 +54,12 @@ impl Error {
         match self {
             Error::Nats(_) => Class::Transient,
             Error::Store(e) => store_class(e),
+            // Events it cannot apply are parked, not errors: what is left
+            // is a database failure, or a bug.
+            Error::Projection(e) => match e.failure() {
+                forum_projections::error::Failure::Transient => Class::Transient,
+                forum_projections::error::Failure::Deterministic => Class::Permanent,
+            },
         }
     }
 }

@@ -10,13 +10,17 @@
 //! Grouping concurrent commands into one transaction and one multi-row
 //! insert is what lets an event-sourced write path keep up with a plain
 //! CRUD server: the commit, the lock and the insert are paid once a batch.
+//! The read models of the service's log are applied in that same
+//! transaction ([`Options::inline`]) and announced before the replies, so
+//! an acknowledged write waits for exactly one durable commit, shared by
+//! its whole batch.
 //!
 //! A batch's transaction that fails is classified ([`Class`]): a transient
 //! failure is tried again with a bounded backoff; any other one is data that
 //! cannot be stored (or a bug) and fails again the same way, so the batch is
 //! run once more, bisected into savepoints, until the culprit commands are
 //! alone: they are refused (`400 validation_failed` for data that cannot be
-//! stored) and the rest of the batch commits. See `run_batch`.
+//! stored) and the rest of the batch commits. See `decide_batch`.
 //!
 //! Exactly once: a command sent with an `Idempotency-Key` carries an id
 //! derived from that key and the digest of its request. Its outcome is
@@ -33,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use forum_events::{subject::Subjects, Metadata, NewEvent, RecordedEvent, Service};
+use forum_projections::inline::{Applied, Inline};
 use forum_store::log::{self, Pending};
 use forum_store::outcomes::{self, Digest};
 use futures::StreamExt;
@@ -148,6 +153,10 @@ pub struct Options {
     /// connection, deadlock, Postgres restarting) before its commands are
     /// answered [`Rejection::Internal`]; below the callers' timeout.
     pub retry_for: Duration,
+    /// The read models applied in the append's transaction (see
+    /// [`forum_projections::inline`]), announced before the replies; `None`
+    /// leaves every read model to the projector.
+    pub inline: Option<Inline>,
 }
 
 impl Default for Options {
@@ -157,6 +166,7 @@ impl Default for Options {
             max_in_flight: 4096,
             abort_after_commit: false,
             retry_for: Duration::from_secs(2),
+            inline: None,
         }
     }
 }
@@ -181,6 +191,9 @@ pub async fn serve<D: Domain>(
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let service = D::SERVICE;
+    if let Some(inline) = &options.inline {
+        inline.prepare(&pool).await?;
+    }
     let mut sub = nats
         .queue_subscribe(subjects.commands_of(service), service.as_str().to_string())
         .await
@@ -191,6 +204,7 @@ pub async fn serve<D: Domain>(
         domain.clone(),
         pool.clone(),
         nats.clone(),
+        subjects.clone(),
         options.clone(),
         jobs_rx,
     ));
@@ -295,6 +309,7 @@ async fn batcher<D: Domain>(
     domain: Arc<D>,
     pool: PgPool,
     nats: async_nats::Client,
+    subjects: Subjects,
     options: Options,
     mut jobs: mpsc::Receiver<Job<D>>,
 ) {
@@ -305,7 +320,10 @@ async fn batcher<D: Domain>(
             .into_iter()
             .map(|j| ((j.ctx, j.prepared), j.reply_to))
             .unzip();
-        let replies = run_batch(&*domain, &pool, ctxs, &options).await;
+        let (replies, applied) = decide_batch(&*domain, &pool, ctxs, &options).await;
+        // The read models first: a gateway that gets a reply then finds
+        // them at its positions.
+        applied.announce(&nats, &subjects).await;
         for (reply, to) in replies.into_iter().zip(rest) {
             respond(&nats, to, reply).await;
         }
@@ -351,6 +369,17 @@ impl<D> From<sqlx::Error> for Failed<D> {
     }
 }
 
+/// [`decide_batch`]'s replies alone (the runtime's tests).
+#[cfg(test)]
+pub(crate) async fn run_batch<D: Domain>(
+    domain: &D,
+    pool: &PgPool,
+    batch: Vec<(Context, D::Prepared)>,
+    options: &Options,
+) -> Vec<Reply<D::Data>> {
+    decide_batch(domain, pool, batch, options).await.0
+}
+
 /// Decides and appends a batch in one transaction, and answers every
 /// command of it.
 ///
@@ -365,13 +394,17 @@ impl<D> From<sqlx::Error> for Failed<D> {
 ///   refused and every other command commits with its normal reply.
 /// - A commit whose outcome is unknown is never tried again: its commands
 ///   are answered [`Rejection::Internal`].
-pub(crate) async fn run_batch<D: Domain>(
+///
+/// Returns the replies, and what the inline projections applied (to
+/// announce once committed).
+async fn decide_batch<D: Domain>(
     domain: &D,
     pool: &PgPool,
     batch: Vec<(Context, D::Prepared)>,
     options: &Options,
-) -> Vec<Reply<D::Data>> {
+) -> (Vec<Reply<D::Data>>, Applied) {
     let service = D::SERVICE;
+    let mut applied = Applied::default();
     let total = batch.len();
     let mut answers: Vec<Option<Reply<D::Data>>> = (0..total).map(|_| None).collect();
     // A keyed command sent again while its first try is in the same batch
@@ -402,7 +435,8 @@ pub(crate) async fn run_batch<D: Domain>(
             commit(domain, pool, &items, options).await
         };
         let e = match tried {
-            Ok(replies) => {
+            Ok((replies, inline)) => {
+                applied = inline;
                 for (slot, reply) in slots.iter().zip(replies) {
                     answers[*slot] = Some(reply);
                 }
@@ -466,10 +500,11 @@ pub(crate) async fn run_batch<D: Domain>(
             Reply::Rejected(Rejection::Conflict(KEY_REUSED.into()))
         });
     }
-    answers
+    let replies = answers
         .into_iter()
         .map(|a| a.unwrap_or(Reply::Rejected(Rejection::Internal)))
-        .collect()
+        .collect();
+    (replies, applied)
 }
 
 /// The refusal of a key used again for another request.
@@ -571,7 +606,7 @@ async fn commit<D: Domain>(
     pool: &PgPool,
     batch: &[(Context, D::Prepared)],
     options: &Options,
-) -> std::result::Result<Vec<Reply<D::Data>>, Failed<D::Data>> {
+) -> std::result::Result<(Vec<Reply<D::Data>>, Applied), Failed<D::Data>> {
     let mut tx = pool.begin().await?;
     log::lock(&mut tx, D::SERVICE).await?;
     let known = known_outcomes::<D>(&mut tx, batch).await?;
@@ -579,9 +614,9 @@ async fn commit<D: Domain>(
         return Err(Failed::Known(known));
     }
     let now = chrono::Utc::now().timestamp_micros();
-    let (replies, written) = step(domain, &mut tx, batch, now).await?;
+    let (replies, written, applied) = step(domain, &mut tx, batch, now, options).await?;
     finish(tx, options, written).await?;
-    Ok(replies)
+    Ok((replies, applied))
 }
 
 /// One try at a batch known to hold commands that cannot be stored, in one
@@ -610,7 +645,7 @@ async fn commit_isolating<D: Domain>(
     pool: &PgPool,
     batch: &[(Context, D::Prepared)],
     options: &Options,
-) -> std::result::Result<Vec<Reply<D::Data>>, Failed<D::Data>> {
+) -> std::result::Result<(Vec<Reply<D::Data>>, Applied), Failed<D::Data>> {
     let mut tx = pool.begin().await?;
     log::lock(&mut tx, D::SERVICE).await?;
     let known = known_outcomes::<D>(&mut tx, batch).await?;
@@ -621,6 +656,7 @@ async fn commit_isolating<D: Domain>(
     let n = batch.len();
     let mut replies: Vec<Option<Reply<D::Data>>> = (0..n).map(|_| None).collect();
     let mut written = false;
+    let mut applied = Applied::default();
     // Parts still to run, the next one last. The whole batch already failed
     // once: start from its halves.
     let mut parts = vec![(n / 2, n), (0, n / 2)];
@@ -630,10 +666,11 @@ async fn commit_isolating<D: Domain>(
         }
         let part = &batch[from..to];
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match step(domain, &mut savepoint, part, now).await {
-            Ok((part_replies, part_written)) => {
+        match step(domain, &mut savepoint, part, now, options).await {
+            Ok((part_replies, part_written, part_applied)) => {
                 savepoint.commit().await?;
                 written |= part_written;
+                applied.extend(part_applied);
                 for (slot, reply) in replies[from..to].iter_mut().zip(part_replies) {
                     *slot = Some(reply);
                 }
@@ -656,10 +693,11 @@ async fn commit_isolating<D: Domain>(
         }
     }
     finish(tx, options, written).await?;
-    Ok(replies
+    let replies = replies
         .into_iter()
         .map(|r| r.unwrap_or(Reply::Rejected(Rejection::Internal)))
-        .collect())
+        .collect();
+    Ok((replies, applied))
 }
 
 /// Decides `batch` with `domain`, appends its events, lets the domain write
@@ -670,7 +708,8 @@ async fn step<D: Domain>(
     tx: &mut PgConnection,
     batch: &[(Context, D::Prepared)],
     now: i64,
-) -> Result<(Vec<Reply<D::Data>>, bool)> {
+    options: &Options,
+) -> Result<(Vec<Reply<D::Data>>, bool, Applied)> {
     let service = D::SERVICE;
     let outcomes = domain.execute(tx, batch).await?;
     let mut pending = Vec::new();
@@ -692,8 +731,12 @@ async fn step<D: Domain>(
         }));
     }
     let recorded = log::append(tx, service, pending).await?;
+    let mut applied = Applied::default();
     if !recorded.is_empty() {
         domain.recorded(tx, &recorded).await?;
+        if let Some(inline) = &options.inline {
+            applied = inline.apply(tx, &recorded).await?;
+        }
     }
     let mut at = 0usize;
     let mut replies = Vec::with_capacity(outcomes.len());
@@ -722,7 +765,7 @@ async fn step<D: Domain>(
         })
         .collect();
     outcomes::record(tx, service, &keyed).await?;
-    Ok((replies, !recorded.is_empty() || !keyed.is_empty()))
+    Ok((replies, !recorded.is_empty() || !keyed.is_empty(), applied))
 }
 
 /// Commits; tells a commit Postgres refused (nothing committed) from one

@@ -11,6 +11,9 @@
 //!   position on NATS so writers can wait for their reads. It never stops
 //!   on one event: transient failures are retried with backoff, an event
 //!   that cannot be applied is parked.
+//! - [`inline`]: the projections of a log applied in the transaction that
+//!   appends to it (one durable commit per write); the runner picks up
+//!   whatever they leave.
 //! - [`poison`]: parked events (`proj.poison`): finding the culprit of a
 //!   failing batch, recording, listing and retrying parked events.
 //! - [`replay`]: rebuilding a projection into a new version beside the live
@@ -23,6 +26,7 @@
 
 pub mod chat;
 pub mod error;
+pub mod inline;
 pub mod notifications;
 pub mod poison;
 pub mod posts;

@@ -128,7 +128,7 @@ async fn lock_checkpoint(
 
 /// Tells gateways which positions were parked (before the progress that
 /// covers them), so a write waiting for one answers at once.
-async fn announce_parked(
+pub(crate) async fn announce_parked(
     nats: &async_nats::Client,
     subjects: &Subjects,
     name: &str,
@@ -156,7 +156,7 @@ async fn announce_parked(
     }
 }
 
-async fn announce(nats: &async_nats::Client, subjects: &Subjects, progress: Progress) {
+pub(crate) async fn announce(nats: &async_nats::Client, subjects: &Subjects, progress: Progress) {
     let subject = subjects.projection_progress(&progress.projection);
     if let Err(e) = nats
         .publish(subject, Bytes::from(progress.to_bytes()))

@@ -54,6 +54,7 @@ use forum_events::chat::ChatEvent;
 use forum_events::posts::{PostEvent, Reaction};
 use forum_events::progress::Progress;
 use forum_events::{subject::Subjects, Metadata, RecordedEvent, Service};
+use forum_projections::inline::Inline;
 use forum_store::log::{self, Pending};
 use futures::{FutureExt, StreamExt};
 use sqlx::{PgConnection, PgPool, Row};
@@ -70,6 +71,10 @@ pub const CONSUMER: &str = "notifications";
 
 /// The name the deriver announces its progress under.
 pub const FOLLOWER: &str = "notifier";
+
+/// Most notifications one derivation transaction reads back to apply them
+/// inline (far above what [`MAX_TXN`] source events derive).
+const APPENDED_MAX: i64 = 1_000_000;
 
 /// The logs notifications are derived from.
 pub const SOURCES: [Service; 2] = [Service::Posts, Service::Chat];
@@ -425,6 +430,7 @@ async fn derive_up_to(
             tx.rollback().await?;
             return Ok(());
         }
+        let head = log::head(&mut tx, Service::Notifications).await?;
         let parked = if isolate {
             isolate = false;
             derive_isolating(&mut tx, &work).await?
@@ -441,6 +447,12 @@ async fn derive_up_to(
             }
         };
         park(&mut tx, &parked).await?;
+        // The notifications read model, inline: the write that caused them
+        // waits for this one commit.
+        let appended = log::read_after(&mut tx, Service::Notifications, head, APPENDED_MAX).await?;
+        let applied = Inline::of(Service::Notifications)
+            .apply(&mut tx, &appended)
+            .await?;
         for &(service, position) in &moved {
             sqlx::query(
                 "update notifications.deriver_checkpoints set position = $2 where service = $1",
@@ -453,6 +465,7 @@ async fn derive_up_to(
         tx.commit().await?;
         log_parked(&parked);
         tracing::debug!(events = work.len(), ?moved, "notifications derived");
+        applied.announce(nats, subjects).await;
         for (service, position) in moved {
             announce(nats, subjects, service, position).await;
         }

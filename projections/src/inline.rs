@@ -1,0 +1,209 @@
+//! Inline projections (Marten's name): the read models of a log applied in
+//! the transaction that appends to it, by the same `apply` code a rebuild
+//! runs, so an acknowledged write costs one durable commit and its answer
+//! does not wait for a projector.
+//!
+//! The projector keeps following the log beside it: it applies whatever
+//! the inline path left (a batch appended while the projector held the
+//! checkpoint, a version just made live, events appended by a build
+//! without inline projections) and finds nothing to do otherwise. The two
+//! never apply an event twice: both move the same checkpoint row, under
+//! its row lock, and the inline path applies only when the checkpoint is
+//! exactly before the appended events (and skips when the projector holds
+//! the row). A rebuilt version fills from the logs beside the live one, as
+//! before; once it is made live, the inline path follows it.
+//!
+//! An event the projection cannot apply is parked as poison, as the
+//! projector would, inside a savepoint: it never refuses the write.
+
+use std::sync::Arc;
+
+use forum_events::{subject::Subjects, RecordedEvent, Service};
+use sqlx::{Acquire, PgConnection};
+
+use crate::error::Failure;
+use crate::poison::{self, Parked};
+use crate::{registry, runner, Progress, Projection, Result};
+
+/// How long an inline projection waits for a lock on its tables before it
+/// leaves the events to the projector.
+const LOCK_TIMEOUT: &str = "250ms";
+
+/// The projections of one log applied inline.
+#[derive(Clone)]
+pub struct Inline {
+    service: Service,
+    projections: Vec<Arc<dyn Projection>>,
+}
+
+impl std::fmt::Debug for Inline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.projections.iter().map(|p| p.name()).collect();
+        f.debug_struct("Inline")
+            .field("service", &self.service)
+            .field("projections", &names)
+            .finish()
+    }
+}
+
+/// What an inline application did, to announce once its transaction has
+/// committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The checkpoints moved.
+    pub progress: Vec<Progress>,
+    /// Events parked, per (projection, version).
+    pub parked: Vec<(String, u32, Vec<Parked>)>,
+}
+
+impl Applied {
+    /// Adds what another application did.
+    pub fn extend(&mut self, other: Applied) {
+        self.progress.extend(other.progress);
+        self.parked.extend(other.parked);
+    }
+
+    /// Logs the parked events and announces the parked positions, then the
+    /// new checkpoints, as the projector does: call it once the
+    /// transaction has committed, before answering the writes, so a
+    /// gateway knows its read models have them.
+    pub async fn announce(&self, nats: &async_nats::Client, subjects: &Subjects) {
+        for (name, version, parked) in &self.parked {
+            poison::log_parked(name, *version, parked);
+            if let Some(service) = parked.first().map(|p| p.service) {
+                runner::announce_parked(nats, subjects, name, *version, service, parked).await;
+            }
+        }
+        for progress in &self.progress {
+            runner::announce(nats, subjects, progress.clone()).await;
+        }
+    }
+}
+
+impl Inline {
+    /// Every projection of this build that reads `service`'s log and no
+    /// other (a projection reading several logs stays with the projector).
+    pub fn of(service: Service) -> Inline {
+        Inline {
+            service,
+            projections: crate::all()
+                .into_iter()
+                .filter(|p| p.sources() == [service])
+                .collect(),
+        }
+    }
+
+    /// No projection at all (the projector does everything).
+    pub fn none(service: Service) -> Inline {
+        Inline {
+            service,
+            projections: Vec::new(),
+        }
+    }
+
+    /// The log.
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
+    /// Makes sure every projection has a live version, as the projector
+    /// does when it starts (on a new database it creates the code's
+    /// version), so that writes are applied inline from the first one,
+    /// whichever role starts first.
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn prepare(&self, pool: &sqlx::PgPool) -> Result<()> {
+        for p in &self.projections {
+            registry::ensure_live(pool, &**p).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies `events`, just appended to the log in the caller's
+    /// transaction (which holds the log's append lock), to the live version
+    /// of every projection, moving their checkpoints, when each checkpoint
+    /// is right before them. A projection whose checkpoint row the projector
+    /// holds, whose checkpoint lags, or whose tables are locked for longer than
+    /// 250 ms (or that fails transiently), is left to the projector.
+    ///
+    /// # Errors
+    /// Transient database failures (the caller tries its transaction
+    /// again); an event that cannot be applied is parked, not an error.
+    pub async fn apply(&self, tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<Applied> {
+        let mut applied = Applied::default();
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(applied);
+        };
+        if self.projections.is_empty() {
+            return Ok(applied);
+        }
+        let lock_timeout: String = sqlx::query_scalar("select current_setting('lock_timeout')")
+            .fetch_one(&mut *tx)
+            .await?;
+        for p in &self.projections {
+            let Some(version) = registry::live_version(tx, p.name()).await? else {
+                continue;
+            };
+            let checkpoint: Option<i64> = sqlx::query_scalar(
+                "select position from proj.checkpoints
+                 where projection = $1 and version = $2 and service = $3
+                 for update skip locked",
+            )
+            .bind(p.name())
+            .bind(version as i32)
+            .bind(self.service.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if checkpoint != Some(first.position as i64 - 1) {
+                continue;
+            }
+            let schema = p.schema(version);
+            let mut savepoint = tx.begin().await?;
+            // A read model must not stall the writes: a lock held on its
+            // tables (a long statement, maintenance) ends the wait, and the
+            // projector applies these events once it can.
+            sqlx::query("select set_config('lock_timeout', $1, true)")
+                .bind(LOCK_TIMEOUT)
+                .execute(&mut *savepoint)
+                .await?;
+            let parked = match poison::apply_guarded(&mut savepoint, &**p, &schema, events).await {
+                Ok(()) => {
+                    sqlx::query("select set_config('lock_timeout', $1, true)")
+                        .bind(&lock_timeout)
+                        .execute(&mut *savepoint)
+                        .await?;
+                    savepoint.commit().await?;
+                    Vec::new()
+                }
+                Err(e) if e.failure() == Failure::Transient => {
+                    // Rolled back to the savepoint (the setting with it):
+                    // the write goes on, the projector takes these events.
+                    // A lost connection fails the rollback too, and the
+                    // whole transaction is tried again.
+                    savepoint.rollback().await?;
+                    tracing::debug!(projection = p.name(), error = %e,
+                        "inline projection left to the projector");
+                    continue;
+                }
+                Err(_) => {
+                    savepoint.rollback().await?;
+                    let parked = poison::apply_isolating(tx, &**p, &schema, events).await?;
+                    poison::park(tx, p.name(), version, &parked).await?;
+                    parked
+                }
+            };
+            registry::set_checkpoint(tx, p.name(), version, self.service, last.position).await?;
+            applied.progress.push(Progress {
+                projection: p.name().to_string(),
+                version,
+                service: self.service,
+                position: last.position,
+            });
+            if !parked.is_empty() {
+                applied.parked.push((p.name().to_string(), version, parked));
+            }
+        }
+        Ok(applied)
+    }
+}
