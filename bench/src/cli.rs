@@ -3,14 +3,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Loads the forum over loopback and measures it against the floors of its
 /// own parts, measured in the same run. Prints a table and writes a JSON
 /// file; never fails on a figure.
 #[derive(Debug, Parser)]
-#[command(name = "forum-bench", version)]
+#[command(
+    name = "forum-bench",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    /// A process the suite starts itself (hidden).
+    #[command(subcommand)]
+    pub internal: Option<Internal>,
     /// Scenarios to run, in order (`all`: every one).
     #[arg(required = true, value_enum)]
     pub scenarios: Vec<Scenario>,
@@ -41,10 +49,11 @@ pub struct Cli {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats: String,
-    /// W1: seconds of load per part (posts, comments, messages).
+    /// W1: seconds of load per part (posts, comments, messages), on the
+    /// forum and as long again on the CRUD floor.
     #[arg(long, default_value_t = 15)]
     pub duration: u64,
-    /// W1: concurrent connections.
+    /// W1: concurrent connections (to the forum, and to the CRUD floor).
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
     /// W2: seconds of sequential create-post.
@@ -77,15 +86,26 @@ pub struct Cli {
     /// `FORUM_DB_MAX_CONNECTIONS` (per role, as the tests run it) of the
     /// started `forum`; 0 keeps the binary's own default (32 per role, and
     /// `up` runs several roles: more than a Postgres allowing 100
-    /// connections to everyone can give).
+    /// connections to everyone can give). W1's CRUD floor gets a pool of
+    /// the same size.
     #[arg(long, default_value_t = 8)]
     pub db_max_connections: u32,
+}
+
+/// The processes the suite starts from its own binary.
+#[derive(Debug, Subcommand)]
+pub enum Internal {
+    /// W1's CRUD floor: a plain axum + sqlx server, one INSERT per request
+    /// (the `crud` module), started by W1 itself.
+    #[command(name = "crud-floor", hide = true)]
+    CrudFloor(crate::crud::server::Config),
 }
 
 /// One scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Scenario {
-    /// Writes under 64 connections: posts, comments, messages.
+    /// Writes under 64 connections: posts, comments, messages, against a
+    /// plain axum + sqlx server loaded the same way.
     W1,
     /// Single create-post latency on one connection.
     W2,
@@ -228,6 +248,27 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hidden_crud_floor_subcommand_parses_apart_from_the_scenarios() {
+        let cli = Cli::try_parse_from(["forum-bench", "w1", "--quick"]).expect("scenarios");
+        assert!(cli.internal.is_none());
+        assert_eq!(cli.scenarios, vec![Scenario::W1]);
+        let cli = Cli::try_parse_from([
+            "forum-bench",
+            "crud-floor",
+            "--database-url",
+            "postgres://127.0.0.1/x",
+            "--db-max-connections",
+            "3",
+        ])
+        .expect("subcommand");
+        match cli.internal {
+            Some(Internal::CrudFloor(c)) => assert_eq!(c.db_max_connections, 3),
+            None => panic!("no subcommand"),
+        }
+        assert!(Cli::try_parse_from(["forum-bench"]).is_err());
+    }
 
     #[test]
     fn all_expands_in_order_without_repeats() {

@@ -3,9 +3,10 @@
 //! acknowledged write is there, every expected frame arrived once), and
 //! measures, in the same run, the floors of the system's parts (a raw NATS
 //! request-reply, a raw NATS publish→subscribe hop, a raw Postgres commit, a
-//! raw `COPY` of rows of the same shape), so ratios stay meaningful on a
-//! noisy shared machine. It prints a table and writes a JSON file. It is a
-//! benchmark, not a test: no figure ever makes it fail.
+//! raw `COPY` of rows of the same shape) and, for W1, a plain axum + sqlx
+//! server doing one INSERT per request (the CRUD floor), so ratios stay
+//! meaningful on a noisy shared machine. It prints a table and writes a
+//! JSON file. It is a benchmark, not a test: no figure ever makes it fail.
 //!
 //! # Layout
 //! - [`cli`]: the command line (scenarios, target, paths, scale).
@@ -13,6 +14,9 @@
 //!   database and NATS prefix (or an already running system), its clean-up,
 //!   its resident memory; the open-files limit; loopback checks.
 //! - [`floors`]: the raw NATS and Postgres measurements every scenario takes.
+//! - [`crud`]: the CRUD floor of W1: the server (run by the hidden
+//!   subcommand `forum-bench crud-floor`) and the suite's side that starts
+//!   it on a database of its own.
 //! - [`api`]: the HTTP client side of the API contract (register, write,
 //!   page through lists).
 //! - [`ws`]: the WebSocket client side of the live feed: connect, read and
@@ -28,6 +32,7 @@
 pub mod api;
 pub mod cli;
 pub mod copy;
+pub mod crud;
 pub mod error;
 pub mod floors;
 pub mod gen;
@@ -41,7 +46,7 @@ pub use error::{Error, Result};
 
 use std::io::Write as _;
 
-use cli::{Cli, Plan, Scenario};
+use cli::{Cli, Internal, Plan, Scenario};
 use report::{Report, Status};
 use scenarios::Ctx;
 use system::Settings;
@@ -58,11 +63,17 @@ pub enum Outcome {
 }
 
 /// Runs the scenarios of `cli`, prints the table and writes the JSON file
-/// (after every scenario, so an interrupted run keeps what it measured).
+/// (after every scenario, so an interrupted run keeps what it measured); or
+/// runs the process the hidden subcommand names, until it is stopped.
 ///
 /// # Errors
-/// A URL off loopback, or the results file cannot be written.
+/// A URL off loopback, or the results file cannot be written; the hidden
+/// subcommand's failure.
 pub async fn run(cli: Cli) -> Result<Outcome> {
+    if let Some(Internal::CrudFloor(config)) = cli.internal {
+        crud::server::serve(config).await?;
+        return Ok(Outcome::Done);
+    }
     system::require_loopback("--pg", &cli.pg)?;
     system::require_loopback("--nats", &cli.nats)?;
     if let Some(t) = &cli.target {
@@ -95,6 +106,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 Error::Config("cannot locate the forum binary; pass --forum-bin".into())
             })?,
     };
+    let bench_bin = std::env::current_exe()?;
     let ctx = Ctx {
         settings: Settings {
             pg: cli.pg.clone(),
@@ -103,6 +115,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             target: cli.target.clone(),
             forum_log: cli.forum_log.clone(),
             db_max_connections: (cli.db_max_connections > 0).then_some(cli.db_max_connections),
+            bench_bin,
         },
         plan: Plan::of(&cli),
     };

@@ -1,11 +1,13 @@
 //! The system under load: a `forum up` child on a fresh database and a
 //! fresh NATS prefix (or an already running system given by URL), its
-//! clean-up and its resident memory; the open-files limit; loopback checks.
+//! clean-up and its resident memory; the open-files limit; loopback checks;
+//! CPU and Postgres counters. The helpers that start a child server and
+//! create or drop a database are shared with the CRUD floor ([`crate::crud`]).
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use forum_events::subject::Subjects;
@@ -29,6 +31,17 @@ pub struct Settings {
     pub forum_log: String,
     /// `FORUM_DB_MAX_CONNECTIONS` of the child (per role), when set.
     pub db_max_connections: Option<u32>,
+    /// This binary, which runs the CRUD floor as `forum-bench crud-floor`.
+    pub bench_bin: PathBuf,
+}
+
+impl Settings {
+    /// The Postgres connections the started `forum` has for its work:
+    /// `FORUM_DB_MAX_CONNECTIONS` when set, else the binary's default, 32
+    /// (its log listeners hold one more each, for good).
+    pub fn forum_work_connections(&self) -> u32 {
+        self.db_max_connections.unwrap_or(32)
+    }
 }
 
 /// What a scenario needs started.
@@ -76,11 +89,7 @@ impl Env {
         let run_id = id[..10].to_string();
         let db_name = format!("forum_bench_{run_id}");
         let db_url = format!("{}/{}", settings.pg.trim_end_matches('/'), db_name);
-        let mut admin = admin_connection(&settings.pg).await?;
-        sqlx::query(&format!("create database {db_name}"))
-            .execute(&mut admin)
-            .await?;
-        let _ = admin.close().await;
+        create_database(&settings.pg, &db_name).await?;
         // Few and short-lived: the machine's Postgres has 100 connections
         // for every user of it.
         let pool = PgPoolOptions::new()
@@ -168,20 +177,7 @@ impl Env {
             .ok_or_else(|| Error::Protocol("no stdout".into()))?;
         self.child = Some(child);
         self.spawned = true;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // Keeps draining stdout for the child's whole life.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-            .await
-            .map_err(|e| Error::Protocol(e.to_string()))?
-            .map_err(|_| Error::Timeout("forum up did not print `listening on`".into()))?;
+        let addr = listening_addr(stdout, "forum up").await?;
         self.base = format!("http://{addr}");
         Ok(())
     }
@@ -215,42 +211,11 @@ impl Env {
     /// database and deletes the JetStream stream. Best effort: failures are
     /// printed, not returned.
     pub async fn shutdown(mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: sending a signal to our own child by its pid.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
+        if let Some(child) = self.child.take() {
+            stop_child(child).await;
         }
         self.pool.close().await;
-        match admin_connection(&self.settings.pg).await {
-            Ok(mut admin) => {
-                if let Err(e) = sqlx::query(&format!(
-                    "drop database if exists {} with (force)",
-                    self.db_name
-                ))
-                .execute(&mut admin)
-                .await
-                {
-                    eprintln!("bench: could not drop database {}: {e}", self.db_name);
-                }
-                let _ = admin.close().await;
-            }
-            Err(e) => eprintln!("bench: could not drop database {}: {e}", self.db_name),
-        }
+        drop_database(&self.settings.pg, &self.db_name).await;
         if self.stream_created {
             if let Ok(client) = async_nats::connect(&self.settings.nats).await {
                 let js = async_nats::jetstream::new(client);
@@ -273,6 +238,80 @@ impl Drop for Env {
 
 async fn admin_connection(pg: &str) -> Result<PgConnection> {
     Ok(PgConnection::connect(&format!("{}/postgres", pg.trim_end_matches('/'))).await?)
+}
+
+/// Creates the database `name` on the server `pg`.
+///
+/// # Errors
+/// When Postgres refuses.
+pub(crate) async fn create_database(pg: &str, name: &str) -> Result<()> {
+    let mut admin = admin_connection(pg).await?;
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut admin)
+        .await?;
+    let _ = admin.close().await;
+    Ok(())
+}
+
+/// Drops the database `name` (connections to it are ended). Best effort:
+/// a failure is printed.
+pub(crate) async fn drop_database(pg: &str, name: &str) {
+    match admin_connection(pg).await {
+        Ok(mut admin) => {
+            if let Err(e) = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                .execute(&mut admin)
+                .await
+            {
+                eprintln!("bench: could not drop database {name}: {e}");
+            }
+            let _ = admin.close().await;
+        }
+        Err(e) => eprintln!("bench: could not drop database {name}: {e}"),
+    }
+}
+
+/// The address a started server prints as `listening on ADDR` on its
+/// stdout, which is then drained for the child's whole life (so it never
+/// blocks on a full pipe).
+///
+/// # Errors
+/// [`Error::Timeout`] when `what` prints nothing of the kind within 60 s.
+pub(crate) async fn listening_addr(stdout: ChildStdout, what: &str) -> Result<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .map_err(|e| Error::Protocol(e.to_string()))?
+        .map_err(|_| Error::Timeout(format!("{what} did not print `listening on`")))
+}
+
+/// Stops a child: SIGTERM, then SIGKILL after 10 s.
+pub(crate) async fn stop_child(mut child: Child) {
+    // SAFETY: sending a signal to our own child by its pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+        }
+    }
 }
 
 fn spawn_error(bin: &std::path::Path, e: std::io::Error) -> Error {
@@ -411,12 +450,15 @@ mod tests {
     }
 }
 
-/// CPU time consumed so far, in clock ticks: by the system's processes,
-/// this process, Postgres, NATS, and the whole machine.
+/// CPU time consumed so far, in clock ticks: by the loaded server's
+/// processes (the forum's, or the CRUD floor's), this process, Postgres,
+/// NATS, and the whole machine.
 #[derive(Debug, Clone)]
 pub struct Cpu {
     at: Instant,
-    forum: u64,
+    /// The name of the loaded server's group (`forum`, `CRUD server`).
+    label: &'static str,
+    server: u64,
     bench: u64,
     postgres: u64,
     nats: u64,
@@ -429,10 +471,18 @@ impl Cpu {
     /// `nats-server` processes, and the machine's busy time. Unreadable
     /// entries count as zero.
     pub fn sample(forum_comm: &str) -> Cpu {
+        Cpu::sample_as("forum", forum_comm)
+    }
+
+    /// As [`Cpu::sample`], for a loaded server named `label` whose
+    /// processes the kernel names `comm` (the forum's processes then count
+    /// as `other`).
+    pub fn sample_as(label: &'static str, server_comm: &str) -> Cpu {
         let me = std::process::id();
         let mut cpu = Cpu {
             at: Instant::now(),
-            forum: 0,
+            label,
+            server: 0,
             bench: 0,
             postgres: 0,
             nats: 0,
@@ -441,7 +491,7 @@ impl Cpu {
                 .and_then(|s| parse_machine_busy(&s))
                 .unwrap_or(0),
         };
-        let comm: String = forum_comm.chars().take(15).collect();
+        let comm: String = server_comm.chars().take(15).collect();
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return cpu;
         };
@@ -462,7 +512,7 @@ impl Cpu {
             if pid == me {
                 cpu.bench += ticks;
             } else if name == comm {
-                cpu.forum += ticks;
+                cpu.server += ticks;
             } else if name == "postgres" {
                 cpu.postgres += ticks;
             } else if name == "nats-server" {
@@ -472,16 +522,16 @@ impl Cpu {
         cpu
     }
 
-    /// CPU used since `earlier`, in percent of one core, by group: `forum`,
-    /// `bench`, `postgres`, `nats`, `other` (the rest of the machine: other
-    /// processes, interrupts).
+    /// CPU used since `earlier`, in percent of one core, by group: `forum`
+    /// (or the label of [`Cpu::sample_as`]), `bench`, `postgres`, `nats`,
+    /// `other` (the rest of the machine: other processes, interrupts).
     pub fn since(&self, earlier: &Cpu) -> Vec<(&'static str, f64)> {
         // SAFETY: a plain sysconf query.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let secs = self.at.duration_since(earlier.at).as_secs_f64().max(1e-3);
         let pct = |a: u64, b: u64| a.saturating_sub(b) as f64 / hz / secs * 100.0;
         let groups = [
-            ("forum", pct(self.forum, earlier.forum)),
+            (self.label, pct(self.server, earlier.server)),
             ("bench", pct(self.bench, earlier.bench)),
             ("postgres", pct(self.postgres, earlier.postgres)),
             ("nats", pct(self.nats, earlier.nats)),
@@ -537,6 +587,9 @@ mod cpu_tests {
     }
 }
 
+/// The name of the transactions counter in [`PgStats::per`].
+pub const TRANSACTIONS: &str = "transactions";
+
 /// Counters of one database from `pg_stat_database`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PgStats {
@@ -556,16 +609,27 @@ pub struct PgStats {
 
 impl PgStats {
     /// Samples the counters of the environment's database. Postgres
-    /// publishes a backend's counters up to a second late: sample a second
-    /// after the load.
+    /// publishes a busy backend's counters up to a second late, and the
+    /// last second of a backend that then goes idle only after 10 s idle
+    /// (Postgres 15 and later): sample 11 s after the load for exact
+    /// figures (W1 does).
     ///
     /// # Errors
     /// Database failure.
     pub async fn sample(env: &Env) -> Result<PgStats> {
+        Self::sample_db(&env.pool, &env.db_name).await
+    }
+
+    /// Samples the counters of the database `db_name`, through `pool` (a
+    /// pool on that database), as [`PgStats::sample`].
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn sample_db(pool: &PgPool, db_name: &str) -> Result<PgStats> {
         // The server is shared: a full connection table is worth a retry.
         let mut last = None;
         for _ in 0..5 {
-            match Self::sample_once(env).await {
+            match Self::sample_once(pool, db_name).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
@@ -574,19 +638,19 @@ impl PgStats {
         Err(last.unwrap_or_else(|| Error::Timeout("pg_stat_database".into())))
     }
 
-    async fn sample_once(env: &Env) -> Result<PgStats> {
+    async fn sample_once(pool: &PgPool, db_name: &str) -> Result<PgStats> {
         let (commits, inserted, updated, fetched): (i64, i64, i64, i64) = sqlx::query_as(
             "select xact_commit, tup_inserted, tup_updated, tup_fetched
              from pg_stat_database where datname = $1",
         )
-        .bind(&env.db_name)
-        .fetch_one(&env.pool)
+        .bind(db_name)
+        .fetch_one(pool)
         .await?;
         let seq_tables: Vec<(String, i64, i64)> = sqlx::query_as(
             "select schemaname || '.' || relname, coalesce(seq_scan, 0), coalesce(seq_tup_read, 0)
              from pg_stat_user_tables where schemaname like 'proj\\_%'",
         )
-        .fetch_all(&env.pool)
+        .fetch_all(pool)
         .await?;
         Ok(PgStats {
             commits,
@@ -621,7 +685,7 @@ impl PgStats {
     pub fn per(&self, earlier: &PgStats, n: u64) -> [(&'static str, f64); 5] {
         let d = |a: i64, b: i64| (a - b) as f64 / n.max(1) as f64;
         [
-            ("transactions", d(self.commits, earlier.commits)),
+            (TRANSACTIONS, d(self.commits, earlier.commits)),
             ("rows inserted", d(self.inserted, earlier.inserted)),
             ("rows updated", d(self.updated, earlier.updated)),
             ("rows fetched", d(self.fetched, earlier.fetched)),

@@ -1,6 +1,6 @@
 //! One module per scenario, and what they share: starting and stopping the
-//! environment around each one, connecting many sockets, registering many
-//! users.
+//! environment around each one (for W1 also its CRUD floor), connecting
+//! many sockets, registering many users.
 
 pub mod l1;
 pub mod l2;
@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, User};
 use crate::cli::{Plan, Scenario};
+use crate::crud::CrudFloor;
 use crate::report::{ScenarioReport, Status};
 use crate::system::{Env, Settings, Start};
 use crate::ws::{self, Listen, SocketLog, Ws};
@@ -51,9 +52,29 @@ pub async fn run(ctx: &Ctx, scenario: Scenario) -> (Vec<ScenarioReport>, bool) {
             return (vec![r], false);
         }
     };
+    // Started here, not inside W1, so that it is stopped and its database
+    // dropped whatever happens to the scenario (Ctrl-C included).
+    let crud = match scenario {
+        Scenario::W1 => Some(
+            CrudFloor::start(&ctx.settings, &env.run_id)
+                .await
+                .map_err(|e| {
+                    eprintln!("bench: {name}: the CRUD floor did not start: {e}");
+                    e.to_string()
+                }),
+        ),
+        _ => None,
+    };
     let body = async {
         match scenario {
-            Scenario::W1 => w1::run(ctx, &env).await,
+            Scenario::W1 => {
+                let crud = match &crud {
+                    Some(Ok(c)) => Ok(c),
+                    Some(Err(e)) => Err(e.as_str()),
+                    None => Err("not started"),
+                };
+                w1::run(ctx, &env, crud).await
+            }
             Scenario::W2 => w2::run(ctx, &env).await.map(|r| vec![r]),
             Scenario::L1 => l1::run(ctx, &env).await.map(|r| vec![r]),
             Scenario::L2 => l2::run(ctx, &env).await.map(|r| vec![r]),
@@ -67,6 +88,9 @@ pub async fn run(ctx: &Ctx, scenario: Scenario) -> (Vec<ScenarioReport>, bool) {
         r = body => r,
         _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
     };
+    if let Some(Ok(c)) = crud {
+        c.shutdown().await;
+    }
     env.shutdown().await;
     let interrupted = matches!(result, Err(Error::Interrupted));
     let mut reports = match result {

@@ -5,6 +5,21 @@
 //! and `POST /api/conversations/{user}/messages` (each user to the next).
 //! Afterwards every acknowledged id is looked up in the lists the API
 //! serves (posts by author, comments of each post, each conversation).
+//!
+//! **The CRUD floor.** Before the forum's load, each part loads the CRUD
+//! floor ([`crate::crud`]: a plain axum + sqlx server, one `insert …
+//! returning` per request, a pool as large as the forum's) exactly the same
+//! way: the same users' tokens, connections, duration and bodies (same
+//! generator seeds), the comments on 16 posts created on it first. The
+//! report then gives, per part, the forum's requests/s against the floor's
+//! (target ≥ [`MIN_RPS_RATIO`]×), its p50 and p99 against the floor's (p99
+//! target ≤ [`MAX_P99_RATIO`]×), the Postgres transactions per acknowledged
+//! write of the forum's database (`pg_stat_database.xact_commit` before
+//! the load and once Postgres has published all of it, 11 s after; target
+//! ≤ [`MAX_PG_TRANSACTIONS_PER_WRITE`])
+//! and the floor's own errors, transactions per write and CPU. When the
+//! floor cannot be started, the forum is still measured and the report says
+//! why the ratios are missing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,19 +28,58 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::api::{self, User};
+use crate::crud::CrudFloor;
 use crate::floors::{self, Floors, Shape};
 use crate::gen::{filler, Rng};
 use crate::report::{Cmp, Metric, ScenarioReport, Unit};
 use crate::scenarios::Ctx;
 use crate::stats::Samples;
-use crate::system::{Env, PgStats};
+use crate::system::{self, Cpu, Env, PgStats};
 use crate::{Error, Result};
 
-/// The straightforward axum + sqlx baseline on this machine (one INSERT per
-/// request, 64 connections): about 6,000 req/s with p99 about 16 ms.
-pub const BASELINE_RPS: f64 = 6_000.0;
-/// The baseline's p99, in microseconds.
-pub const BASELINE_P99_US: f64 = 16_000.0;
+/// Target: the forum's requests/s at least this many times the CRUD
+/// floor's.
+pub const MIN_RPS_RATIO: f64 = 1.0;
+/// Target: the forum's p99 at most this many times the CRUD floor's.
+pub const MAX_P99_RATIO: f64 = 2.0;
+/// Target: Postgres transactions per acknowledged write in the forum's
+/// database, at most.
+pub const MAX_PG_TRANSACTIONS_PER_WRITE: f64 = 1.2;
+
+/// The server a load is aimed at.
+#[derive(Clone, Copy)]
+enum Aim<'a> {
+    /// The system under test.
+    Forum(&'a Env),
+    /// The CRUD floor.
+    Crud(&'a CrudFloor),
+}
+
+impl Aim<'_> {
+    fn base(&self) -> &str {
+        match self {
+            Aim::Forum(env) => &env.base,
+            Aim::Crud(c) => &c.base,
+        }
+    }
+
+    fn cpu(&self) -> Cpu {
+        match self {
+            Aim::Forum(env) => env.cpu(),
+            Aim::Crud(c) => c.cpu(),
+        }
+    }
+
+    /// The counters of its database, when it is known (not for a system
+    /// given with `--target`).
+    async fn pg(&self) -> Result<Option<PgStats>> {
+        match self {
+            Aim::Forum(env) if env.spawned => Ok(Some(PgStats::sample(env).await?)),
+            Aim::Forum(_) => Ok(None),
+            Aim::Crud(c) => Ok(Some(c.pg_stats().await?)),
+        }
+    }
+}
 
 /// What is written.
 #[derive(Debug, Clone)]
@@ -48,44 +102,73 @@ struct Load {
     acked: Vec<Vec<String>>,
 }
 
-/// Runs W1's three parts.
+impl Load {
+    /// Acknowledged writes per second.
+    fn rps(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs W1's three parts, each on the CRUD floor `crud` (or the reason it
+/// is missing) and then on the forum.
 ///
 /// # Errors
 /// Registration or set-up failures; a missing messages route only skips
 /// that part.
-pub async fn run(ctx: &Ctx, env: &Env) -> Result<Vec<ScenarioReport>> {
+pub async fn run(
+    ctx: &Ctx,
+    env: &Env,
+    crud: std::result::Result<&CrudFloor, &str>,
+) -> Result<Vec<ScenarioReport>> {
     let plan = &ctx.plan;
     let n = plan.w1_connections;
     let users = super::users(env, "w", n.max(2)).await?;
     let http = api::client(8)?;
     let mut reports = Vec::new();
+    let crud = crud.map_err(|why| format!("CRUD floor not measured: {why}"));
+    let about = crud.as_ref().ok().map(|c| {
+        format!(
+            "CRUD floor: plain axum + sqlx server, one insert … returning per request, \
+             pool of {} connections, database {}; loaded the same way just before the forum",
+            c.connections, c.db_name
+        )
+    });
+    let about = about.as_deref();
 
     let floors = floors::measure(env, Shape::Post, plan.floor).await?;
-    let load = drive(env, &users, Write::Post, plan.w1_duration).await?;
+    let floor = load_floor(&crud, &users, Write::Post, plan.w1_duration).await;
+    let load = drive(Aim::Forum(env), &users, Write::Post, plan.w1_duration).await?;
     let missing = check_posts(&http, env, &users, &load).await?;
-    reports.push(report("W1-posts", plan, &floors, &load, missing));
+    reports.push(report(
+        "W1-posts", plan, &floors, &load, &floor, about, missing,
+    ));
 
-    let mut posts = Vec::new();
-    for (i, u) in users.iter().take(16).enumerate() {
-        let a = api::send(
-            &http,
-            reqwest::Method::POST,
-            &format!("{}/api/posts", env.base),
-            Some(&u.token),
-            Some(api::post_body(
-                &format!("w1 thread {i}"),
-                "comments go here",
-            )),
-        )
-        .await?;
-        posts.push(api::id_of(&a.body).ok_or_else(|| {
-            Error::Protocol(format!("create post: {}", String::from_utf8_lossy(&a.body)))
-        })?);
-    }
+    let posts = threads(&http, &env.base, &users).await?;
     let floors = floors::measure(env, Shape::Comment, plan.floor).await?;
-    let load = drive(env, &users, Write::Comment(posts.clone()), plan.w1_duration).await?;
+    let floor = match &crud {
+        Ok(c) => match threads(&http, &c.base, &users).await {
+            Ok(p) => load_floor(&crud, &users, Write::Comment(p), plan.w1_duration).await,
+            Err(e) => Err(format!("CRUD floor: its 16 posts: {e}")),
+        },
+        Err(why) => Err(why.clone()),
+    };
+    let load = drive(
+        Aim::Forum(env),
+        &users,
+        Write::Comment(posts.clone()),
+        plan.w1_duration,
+    )
+    .await?;
     let missing = check_comments(&http, env, &posts, &load).await?;
-    reports.push(report("W1-comments", plan, &floors, &load, missing));
+    reports.push(report(
+        "W1-comments",
+        plan,
+        &floors,
+        &load,
+        &floor,
+        about,
+        missing,
+    ));
 
     let probe = api::send(
         &http,
@@ -98,9 +181,12 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<Vec<ScenarioReport>> {
     match probe.status {
         201 => {
             let floors = floors::measure(env, Shape::Message, plan.floor).await?;
-            let load = drive(env, &users, Write::Message, plan.w1_duration).await?;
+            let floor = load_floor(&crud, &users, Write::Message, plan.w1_duration).await;
+            let load = drive(Aim::Forum(env), &users, Write::Message, plan.w1_duration).await?;
             let missing = check_messages(&http, env, &users, &load).await?;
-            reports.push(report("W1-dms", plan, &floors, &load, missing));
+            reports.push(report(
+                "W1-dms", plan, &floors, &load, &floor, about, missing,
+            ));
         }
         404 => reports.push(ScenarioReport::skipped(
             "W1-dms",
@@ -116,16 +202,91 @@ pub async fn run(ctx: &Ctx, env: &Env) -> Result<Vec<ScenarioReport>> {
     Ok(reports)
 }
 
-async fn drive(env: &Env, users: &[User], write: Write, duration: Duration) -> Result<Load> {
+/// Creates the 16 posts that W1's comments go to, at `base` (the forum or
+/// the CRUD floor); returns their ids.
+async fn threads(http: &reqwest::Client, base: &str, users: &[User]) -> Result<Vec<String>> {
+    let mut posts = Vec::new();
+    for (i, u) in users.iter().take(16).enumerate() {
+        let a = api::send(
+            http,
+            reqwest::Method::POST,
+            &format!("{base}/api/posts"),
+            Some(&u.token),
+            Some(api::post_body(
+                &format!("w1 thread {i}"),
+                "comments go here",
+            )),
+        )
+        .await?;
+        posts.push(api::id_of(&a.body).ok_or_else(|| {
+            Error::Protocol(format!("create post: {}", String::from_utf8_lossy(&a.body)))
+        })?);
+    }
+    Ok(posts)
+}
+
+/// Loads the CRUD floor as [`drive`] loads the forum; a floor that is
+/// missing or fails gives the reason instead, for the report.
+async fn load_floor(
+    crud: &std::result::Result<&CrudFloor, String>,
+    users: &[User],
+    write: Write,
+    duration: Duration,
+) -> std::result::Result<Load, String> {
+    match crud {
+        Ok(c) => drive(Aim::Crud(c), users, write, duration)
+            .await
+            .map_err(|e| format!("CRUD floor failed: {e}")),
+        Err(why) => Err(why.clone()),
+    }
+}
+
+/// How long after a load its database's counters are complete. Postgres
+/// (15 and later) flushes a backend's counters at most once a second; a
+/// backend that goes idle within a second of its last flush keeps the rest
+/// until it has been idle for 10 s (`PGSTAT_IDLE_INTERVAL`), so a sample a
+/// second after the load misses up to the last second of every connection.
+const PG_STATS_COMPLETE_AFTER: Duration = Duration::from_secs(11);
+
+/// The counters of `aim`'s database once the load's are all published
+/// (see [`PG_STATS_COMPLETE_AFTER`]): for the CRUD floor, as soon as they
+/// count a transaction per acknowledged write (one `insert` each, its own
+/// transaction); for the forum, whose count is what is measured, only after
+/// the full wait.
+async fn settled_pg(aim: Aim<'_>, pg0: &PgStats, ok: u64) -> Result<Option<PgStats>> {
+    let deadline = Instant::now() + PG_STATS_COMPLETE_AFTER;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    loop {
+        let Some(pg1) = aim.pg().await? else {
+            return Ok(None);
+        };
+        let complete = match aim {
+            Aim::Crud(_) => pg1.commits - pg0.commits >= ok as i64,
+            Aim::Forum(_) => false,
+        };
+        if complete || Instant::now() >= deadline {
+            return Ok(Some(pg1));
+        }
+        tokio::time::sleep(
+            Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
+}
+
+/// Loads `aim` with `write` from every user at once for `duration`: one
+/// keep-alive connection per user, closed loop, bodies from generators
+/// seeded by the user's index (so every server gets the same bodies).
+async fn drive(aim: Aim<'_>, users: &[User], write: Write, duration: Duration) -> Result<Load> {
     let write = Arc::new(write);
     let users = Arc::new(users.to_vec());
-    let pg0 = PgStats::sample(env).await?;
-    let cpu0 = env.cpu();
+    let pg0 = aim.pg().await?;
+    let cpu0 = aim.cpu();
     let started = Instant::now();
     let end = started + duration;
     let mut tasks = Vec::new();
     for i in 0..users.len() {
-        let (write, users, base) = (write.clone(), users.clone(), env.base.clone());
+        let (write, users, base) = (write.clone(), users.clone(), aim.base().to_string());
         tasks.push(tokio::spawn(async move {
             // One client per connection: one keep-alive connection each.
             let http = api::client(1)?;
@@ -199,12 +360,12 @@ async fn drive(env: &Env, users: &[User], write: Write, duration: Duration) -> R
         out.acked.push(acked);
     }
     out.elapsed = started.elapsed();
-    out.cpu = env.cpu().since(&cpu0);
-    if env.spawned {
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        let pg1 = PgStats::sample(env).await?;
-        out.pg = Some(pg1.per(&pg0, out.ok));
-        out.seq_note = pg1.most_seq_scanned(&pg0);
+    out.cpu = aim.cpu().since(&cpu0);
+    if let Some(pg0) = pg0 {
+        if let Some(pg1) = settled_pg(aim, &pg0, out.ok).await? {
+            out.pg = Some(pg1.per(&pg0, out.ok));
+            out.seq_note = pg1.most_seq_scanned(&pg0);
+        }
     }
     Ok(out)
 }
@@ -277,28 +438,30 @@ fn report(
     plan: &crate::cli::Plan,
     floors: &Floors,
     load: &Load,
+    crud: &std::result::Result<Load, String>,
+    about: Option<&str>,
     missing: usize,
 ) -> ScenarioReport {
     let mut r = ScenarioReport::new(name);
-    let mut lat = load.latencies.clone();
-    let s = lat.summary();
-    let rps = load.ok as f64 / load.elapsed.as_secs_f64().max(1e-9);
+    let s = load.latencies.clone().summary();
+    let rps = load.rps();
     let errors: u64 = load.errors.values().sum();
-    r.push(
-        Metric::new("requests/s (201)", rps, Unit::PerSec)
-            .floor("PG commits/s", floors.pg_commits_per_s, Unit::PerSec)
-            .target(Cmp::AtLeast, BASELINE_RPS),
-    );
-    r.push(Metric::new("p50", s.p50 as f64, Unit::Micros).floor(
-        "rtt+commit p50",
-        floors.rtt_commit_p50(),
-        Unit::Micros,
-    ));
-    r.push(
-        Metric::new("p99", s.p99 as f64, Unit::Micros)
-            .floor("rtt+commit p99", floors.rtt_commit_p99(), Unit::Micros)
-            .target(Cmp::AtMost, BASELINE_P99_US),
-    );
+    let mut rps_row = Metric::new("requests/s (201)", rps, Unit::PerSec);
+    let mut p50_row = Metric::new("p50", s.p50 as f64, Unit::Micros);
+    let mut p99_row = Metric::new("p99", s.p99 as f64, Unit::Micros);
+    if let Ok(c) = crud {
+        let cs = c.latencies.clone().summary();
+        rps_row = rps_row
+            .floor("CRUD floor req/s", c.rps(), Unit::PerSec)
+            .target_ratio(Cmp::AtLeast, MIN_RPS_RATIO);
+        p50_row = p50_row.floor("CRUD floor p50", cs.p50 as f64, Unit::Micros);
+        p99_row = p99_row
+            .floor("CRUD floor p99", cs.p99 as f64, Unit::Micros)
+            .target_ratio(Cmp::AtMost, MAX_P99_RATIO);
+    }
+    r.push(rps_row);
+    r.push(p50_row);
+    r.push(p99_row);
     r.push(Metric::new(
         "acknowledged (201)",
         load.ok as f64,
@@ -311,10 +474,51 @@ fn report(
     );
     r.cpu(&load.cpu);
     if let Some(pg) = &load.pg {
-        r.pg_per_write(pg);
+        for (what, v) in pg {
+            let row = Metric::new(format!("PG {what} per write"), *v, Unit::Number);
+            r.push(if *what == system::TRANSACTIONS {
+                row.target(Cmp::AtMost, MAX_PG_TRANSACTIONS_PER_WRITE)
+            } else {
+                row
+            });
+        }
     }
     if let Some(n) = &load.seq_note {
         r.note(n.clone());
+    }
+    match crud {
+        Ok(c) => {
+            let c_errors: u64 = c.errors.values().sum();
+            r.push(Metric::new(
+                "floor: CRUD acknowledged (201)",
+                c.ok as f64,
+                Unit::Count,
+            ));
+            r.push(
+                Metric::new("floor: CRUD errors (not 201)", c_errors as f64, Unit::Count)
+                    .target(Cmp::AtMost, 0.0),
+            );
+            if let Some(pg) = &c.pg {
+                for (what, v) in pg.iter().take(2) {
+                    r.push(Metric::new(
+                        format!("floor: CRUD PG {what} per write"),
+                        *v,
+                        Unit::Number,
+                    ));
+                }
+            }
+            for (group, pct) in &c.cpu {
+                r.push(Metric::new(
+                    format!("floor: CRUD load CPU: {group}"),
+                    *pct,
+                    Unit::CorePercent,
+                ));
+            }
+            if !c.errors.is_empty() {
+                r.note(format!("CRUD floor errors by status: {:?}", c.errors));
+            }
+        }
+        Err(why) => r.note(why.clone()),
     }
     r.metrics.extend(floors.metrics());
     r.note(format!(
@@ -322,6 +526,9 @@ fn report(
         plan.w1_connections,
         plan.w1_duration.as_secs_f64()
     ));
+    if let (Ok(_), Some(about)) = (crud, about) {
+        r.note(about);
+    }
     if !load.errors.is_empty() {
         r.note(format!("errors by status: {:?}", load.errors));
     }
