@@ -1,5 +1,6 @@
 //! Extractors whose rejections are [`ApiError`]s: the JSON body, the
-//! authenticated user, the request id.
+//! authenticated user, the request id; and the reading of request bodies
+//! ([`Validate`], [`Fields`]).
 
 use std::collections::BTreeMap;
 
@@ -69,12 +70,56 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A request body, as one type: its fields are the validated values (the
+/// newtypes of `forum_commands::*::validate`), its `utoipa::ToSchema`
+/// derive (with the constraints) is its OpenAPI description, and
+/// [`Validate::validate`] reads it from the JSON object. Every field is
+/// read, so a bad body gets one `400 validation_failed` naming all its bad
+/// fields.
+///
+/// Handlers take the body as [`JsonBody`] (which answers 415, 413 and
+/// `malformed_json`) and call [`Validate::parse`] after their path
+/// parameters, so a malformed id is still `404` whatever the body.
+pub trait Validate: Sized {
+    /// Reads every field from `f`. Answers `None` exactly when it recorded
+    /// a problem: each [`Fields`] reader that answers `None` has recorded
+    /// one, and a check of its own records one with [`Fields::fail`].
+    fn validate(f: &mut Fields<'_>) -> Option<Self>;
+
+    /// The validated body.
+    ///
+    /// # Errors
+    /// [`ApiError::Validation`] naming every bad field.
+    fn parse(body: &Map<String, Value>) -> Result<Self, ApiError> {
+        Self::parse_with(body, |_| ())
+    }
+
+    /// The validated body, with `more` checks that need more than the body
+    /// (the path, the caller) reported in the same answer.
+    ///
+    /// # Errors
+    /// [`ApiError::Validation`] naming every bad field.
+    fn parse_with(
+        body: &Map<String, Value>,
+        more: impl FnOnce(&mut Fields<'_>),
+    ) -> Result<Self, ApiError> {
+        let mut f = Fields::new(body);
+        let value = Self::validate(&mut f);
+        more(&mut f);
+        f.finish_with(value)
+    }
+}
+
 /// Reads typed fields out of a JSON object, collecting every problem so one
-/// answer names all the bad fields.
+/// answer names all the bad fields. Every reader answers `None` only after
+/// recording the field's problem.
 pub struct Fields<'a> {
     map: &'a Map<String, Value>,
     errors: BTreeMap<String, String>,
 }
+
+/// The message for a number that is not whole.
+const NOT_INTEGER: &str = "must be an integer";
 
 impl<'a> Fields<'a> {
     /// Starts reading `map`.
@@ -85,26 +130,57 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Records a problem with `name`.
+    /// Records a problem with `name` (the first one per field is kept).
     pub fn fail(&mut self, name: &str, message: &str) {
         self.errors
             .entry(name.to_string())
             .or_insert_with(|| message.to_string());
     }
 
-    /// A required string.
-    pub fn string(&mut self, name: &str) -> Option<&'a str> {
-        match self.map.get(name) {
-            Some(Value::String(s)) => Some(s.as_str()),
-            None => {
-                self.fail(name, "is required");
-                None
-            }
-            Some(_) => {
-                self.fail(name, "must be a string");
+    /// The value of a check of field `name`, or `None` with its error
+    /// recorded as the field's message.
+    pub fn check<T>(&mut self, name: &str, checked: Result<T, &'static str>) -> Option<T> {
+        match checked {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.fail(name, m);
                 None
             }
         }
+    }
+
+    /// A field read by `read` from its raw value (`None` when absent);
+    /// `read`'s error is the field's message.
+    pub fn field<T>(
+        &mut self,
+        name: &str,
+        read: impl FnOnce(Option<&'a Value>) -> Result<T, &'static str>,
+    ) -> Option<T> {
+        let checked = read(self.map.get(name));
+        self.check(name, checked)
+    }
+
+    /// A field that may be absent: `Some(None)` when it is, else what
+    /// `read` makes of it (`read` gets `self` and the name back).
+    pub fn optional<T>(
+        &mut self,
+        name: &str,
+        read: impl FnOnce(&mut Self, &str) -> Option<T>,
+    ) -> Option<Option<T>> {
+        if self.has(name) {
+            read(self, name).map(Some)
+        } else {
+            Some(None)
+        }
+    }
+
+    /// A required string.
+    pub fn string(&mut self, name: &str) -> Option<&'a str> {
+        self.field(name, |v| match v {
+            Some(Value::String(s)) => Ok(s.as_str()),
+            None => Err("is required"),
+            Some(_) => Err("must be a string"),
+        })
     }
 
     /// A required string, parsed by `parse` (its error is the message).
@@ -114,39 +190,24 @@ impl<'a> Fields<'a> {
         parse: impl FnOnce(&str) -> Result<T, &'static str>,
     ) -> Option<T> {
         let s = self.string(name)?;
-        match parse(s) {
-            Ok(v) => Some(v),
-            Err(m) => {
-                self.fail(name, m);
-                None
-            }
-        }
+        self.check(name, parse(s))
     }
 
     /// A required integer: a JSON number whose value is whole (`30` or
     /// `30.0`, as JSON Schema's `integer`; never `30.5`, `"30"` or `true`).
     pub fn integer(&mut self, name: &str) -> Option<i64> {
-        match self.map.get(name) {
-            Some(Value::Number(n)) => match n.as_i64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                    .map(|f| f as i64)
-            }) {
-                Some(i) => Some(i),
-                None => {
-                    self.fail(name, "must be an integer");
-                    None
-                }
-            },
-            None => {
-                self.fail(name, "is required");
-                None
-            }
-            Some(_) => {
-                self.fail(name, "must be an integer");
-                None
-            }
-        }
+        self.field(name, |v| match v {
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                        .map(|f| f as i64)
+                })
+                .ok_or(NOT_INTEGER),
+            None => Err("is required"),
+            Some(_) => Err(NOT_INTEGER),
+        })
     }
 
     /// Whether `name` is present at all.
@@ -168,6 +229,22 @@ impl<'a> Fields<'a> {
             Ok(())
         } else {
             Err(ApiError::Validation(self.errors))
+        }
+    }
+
+    /// Ends reading `value`: it, or the collected problems as a 400.
+    ///
+    /// # Errors
+    /// [`ApiError::Validation`] naming every bad field.
+    pub fn finish_with<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(v) if self.errors.is_empty() => Ok(v),
+            None if self.errors.is_empty() => {
+                // A reader broke the rule above; still a refusal of the input.
+                tracing::error!("a body was refused without a field named");
+                Err(ApiError::field("body", "is not valid"))
+            }
+            _ => Err(ApiError::Validation(self.errors)),
         }
     }
 }
@@ -246,8 +323,16 @@ impl FromRequestParts<AppState> for MaybeUser {
 /// A path parameter; its rejection is the API's error body: a segment that
 /// is not valid UTF-8 once percent-decoded (`/api/posts/%FF`) is `400
 /// validation_failed` naming `path`, never axum's plain-text answer.
-/// Handlers parse the string into an id themselves (a malformed id is 404).
+/// Handlers parse the string into an id with [`path_id`].
 pub struct PathParam<T>(pub T);
+
+/// The id of a path segment: a malformed one names nothing, so 404.
+///
+/// # Errors
+/// [`ApiError::NotFound`].
+pub fn path_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound)
+}
 
 impl<S, T> FromRequestParts<S> for PathParam<T>
 where

@@ -322,7 +322,7 @@ async fn remember(
 }
 
 /// Deletes the answers older than 24 hours every `every`, until `stop`
-/// turns true: in batches of [`SWEEP_BATCH`] rows, each in its own short
+/// turns true: in batches of 1,000 rows, each in its own short
 /// transaction holding an advisory lock, so one gateway sweeps at a time
 /// and the others skip their turn.
 pub async fn sweep(pool: PgPool, every: Duration, mut stop: watch::Receiver<bool>) {

@@ -5,8 +5,11 @@
 //! gateways can run side by side.
 //!
 //! # Layout
-//! - [`routes`]: one module per area, each exposing `router()`.
-//! - [`extract`]: the JSON body, the authenticated user, the request id.
+//! - [`routes`]: one module per area, each exposing `router()`; an area
+//!   with reads has its JSON shapes in `api` and its queries in `read`
+//!   (`routes::users::read` holds every read of users and sessions).
+//! - [`extract`]: the JSON body and its validation ([`extract::Validate`]),
+//!   the authenticated user, the request id.
 //! - [`error`]: [`error::ApiError`], the only error the API answers.
 //! - [`bus`]: commands over NATS request-reply.
 //! - [`watermarks`]: waiting for the projections after a write.
@@ -163,15 +166,8 @@ impl AppState {
     /// 401 `unauthorized`.
     pub async fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
         let claims = self.tokens.verify(token).ok_or(ApiError::Unauthorized)?;
-        let open: bool = sqlx::query_scalar(
-            "select exists (select 1 from read.sessions
-                            where id = $1 and user_id = $2 and revoked_at is null and expires_at > now())",
-        )
-        .bind(claims.sid)
-        .bind(claims.sub)
-        .fetch_one(&self.pool)
-        .await?;
-        if open {
+        let open = routes::users::read::session_expiry(&self.pool, claims.sid, claims.sub).await?;
+        if open.is_some() {
             Ok(AuthUser {
                 user_id: claims.sub,
                 session_id: claims.sid,

@@ -7,6 +7,7 @@ use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
+use crate::routes::{chat::api as chat, notifications::api as notifications, posts::api as posts};
 
 /// The API.
 #[derive(OpenApi)]
@@ -14,13 +15,17 @@ use crate::routes;
     info(title = "Forum API", version = "1",
          description = "Real-time forum backend. Errors always have the body `{\"error\": {\"code\", \"message\", \"fields\"?}}`. \
 Besides the codes of the contract, an unsupported method on a known path answers 405 `method_not_allowed`. \
-Every write accepts `Idempotency-Key` (1-128 characters). Live feed: `GET /api/ws` (WebSocket). \
+Every write accepts `Idempotency-Key` (1-128 characters): a retry with the same key by the same caller gets the \
+first outcome (same status and body) and changes nothing more, whatever happened to the first attempt (a 503, a \
+lost connection, a restart); it never waits on the first attempt. Outcomes are recorded with the write itself and \
+kept for good, answers cached 24 hours. The same key for another request (method, path or body), or for a write \
+of another kind, is 409 `conflict`; anonymous keys (register, login) are bound to the request. Live feed: `GET /api/ws` (WebSocket). \
 Rate limits: every route but `/healthz`, `/readyz` and `/metrics` is limited per client address (reads, writes, \
 register and login, WebSocket upgrades each have their own budget), and every authenticated write also per user. \
 Every response of a limited route carries `RateLimit-Limit` (requests allowed at once), `RateLimit-Remaining` \
 (requests left now) and `RateLimit-Reset` (seconds until the budget is full again); a refused request is \
 429 `rate_limited` with `Retry-After` (whole seconds, at least 1). A request refused before any work \
-(401, 413, 415, 429) stores no `Idempotency-Key`. A body that does not arrive within the server's body \
+(401, 408, 413, 415, 429) records no outcome for its `Idempotency-Key`. A body that does not arrive within the server's body \
 timeout is 408 `request_timeout` (the connection closes)."),
     paths(
         routes::ops::healthz, routes::ops::readyz, routes::ops::metrics,
@@ -38,15 +43,15 @@ timeout is 408 `request_timeout` (the connection closes)."),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorDetail,
         routes::auth::AuthResponse, routes::auth::RegisterRequest, routes::auth::LoginRequest,
-        routes::users::User, routes::users::Me,
-        routes::posts::Category, routes::posts::Author, routes::posts::Post, routes::posts::Comment,
-        routes::posts::PostPage, routes::posts::CommentPage, routes::posts::ReactionState,
-        routes::posts::CreatePostRequest, routes::posts::EditPostRequest,
-        routes::posts::CommentRequest, routes::posts::ReactionRequest,
-        routes::chat::ChatUser, routes::chat::Message, routes::chat::MessagePage,
-        routes::chat::SendMessageRequest, routes::chat::ReadReceiptRequest,
-        routes::notifications::Notification, routes::notifications::NotificationPage,
-        routes::notifications::NotificationsReadRequest,
+        routes::users::api::User, routes::users::api::Me,
+        posts::Category, posts::Author, posts::Post, posts::Comment,
+        posts::PostPage, posts::CommentPage, posts::ReactionState,
+        posts::CreatePostRequest, posts::EditPostRequest,
+        posts::CommentRequest, posts::ReactionRequest,
+        chat::ChatUser, chat::Message, chat::MessagePage,
+        chat::SendMessageRequest, chat::ReadReceiptRequest,
+        notifications::Notification, notifications::NotificationPage,
+        notifications::NotificationsReadRequest,
     )),
     modifiers(&Security, &CommonResponses),
 )]
@@ -158,7 +163,7 @@ impl CommonResponses {
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
                 .description(Some(
-                    "1-128 characters: a retry with the same key by the same caller within 24 hours returns the first answer",
+                    "1-128 characters: a retry with the same key by the same caller returns the first outcome and changes nothing more; the same key for another request is 409",
                 ))
                 .schema(Some(
                     utoipa::openapi::ObjectBuilder::new()

@@ -1,12 +1,14 @@
 //! Property tests of what the gateway parses from client bytes: list
-//! cursors and `limit`, live-feed cursors, and JSON request fields. Every
-//! input parses or gets the documented refusal; none panics.
+//! cursors and `limit`, live-feed cursors, JSON request fields and whole
+//! request bodies. Every input parses or gets the documented refusal; none
+//! panics.
 
 use std::collections::{BTreeMap, HashMap};
 
-use forum_gateway::extract::Fields;
+use forum_gateway::extract::{Fields, Validate};
 use forum_gateway::live::cursor::Cursor;
 use forum_gateway::live::frames::{parse_client, ClientFrame};
+use forum_gateway::routes::auth::RegisterRequest;
 use forum_gateway::routes::paging::{decode_cursor, encode_cursor, paging};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -125,6 +127,45 @@ proptest! {
                 prop_assert!(!fields.is_empty());
                 prop_assert_eq!(fields.contains_key("nickname"), nickname.is_none());
                 prop_assert_eq!(fields.contains_key("age"), age.is_none());
+            }
+            Err(other) => prop_assert!(false, "unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_register_body_is_accepted_whole_or_refused_naming_every_bad_field(
+        map in proptest::collection::btree_map(
+            prop_oneof![
+                Just("nickname".to_string()), Just("email".to_string()),
+                Just("password".to_string()), Just("first_name".to_string()),
+                Just("last_name".to_string()), Just("age".to_string()),
+                Just("gender".to_string()), "[a-z]{1,8}",
+            ],
+            prop_oneof![
+                json_value(),
+                Just(Value::from("ann_1")), Just(Value::from("ann@example.com")),
+                Just(Value::from("a long password")), Just(Value::from(30)),
+                Just(Value::from(30.0)), Just(Value::from("other")),
+            ],
+            0..10,
+        ),
+    ) {
+        const FIELDS: [&str; 7] =
+            ["nickname", "email", "password", "first_name", "last_name", "age", "gender"];
+        let map: Map<String, Value> = map.into_iter().collect();
+        match RegisterRequest::parse(&map) {
+            Ok(body) => {
+                prop_assert!(FIELDS.iter().all(|f| map.contains_key(*f)));
+                prop_assert!((13..=130).contains(&body.age));
+            }
+            Err(forum_gateway::error::ApiError::Validation(fields)) => {
+                prop_assert!(!fields.is_empty());
+                prop_assert!(fields.keys().all(|k| FIELDS.contains(&k.as_str())), "{fields:?}");
+                for f in FIELDS {
+                    if !map.contains_key(f) {
+                        prop_assert!(fields.contains_key(f), "{f} missing but not named");
+                    }
+                }
             }
             Err(other) => prop_assert!(false, "unexpected {other:?}"),
         }

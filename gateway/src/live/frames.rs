@@ -11,9 +11,9 @@ use forum_events::{DecodeError, RecordedEvent, Service};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::routes::chat::Message;
-use crate::routes::notifications::Notification;
-use crate::routes::posts::{Author, Comment, Post};
+use crate::routes::chat::api::Message;
+use crate::routes::notifications::api::Notification;
+use crate::routes::posts::api::{Author, Comment, Post};
 use crate::time::format_us;
 
 /// Who receives a frame.

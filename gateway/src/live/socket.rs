@@ -53,6 +53,7 @@ use super::typing::{TypingRate, TYPING_PER_SECOND};
 use crate::error::{ApiError, Result};
 use crate::extract::AuthUser;
 use crate::metrics::Metrics;
+use crate::routes::users;
 use crate::AppState;
 
 /// Close code for a client frame over the size limit.
@@ -266,7 +267,8 @@ async fn run(
     let token_ends_ms = exp.saturating_add(1).saturating_mul(1000);
     // A logout between the upgrade and the registration was not seen by
     // the hub: look once more.
-    let ends_ms = match Box::pin(session_expiry(&state, user)).await {
+    let session = users::read::session_expiry(&state.pool, user.session_id, user.user_id);
+    let ends_ms = match Box::pin(session).await {
         // Rounded up: not a millisecond before the session ends.
         Ok(Some(at)) => (at.timestamp_micros().saturating_add(999) / 1000).min(token_ends_ms),
         Ok(None) => return Box::pin(close(&mut socket, SESSION_ENDED, "session ended")).await,
@@ -462,21 +464,6 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         }
     })
     .await;
-}
-
-/// When the user's session expires; `None` when it is no longer open.
-async fn session_expiry(
-    state: &AppState,
-    user: AuthUser,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-    Ok(sqlx::query_scalar(
-        "select expires_at from read.sessions
-         where id = $1 and user_id = $2 and revoked_at is null and expires_at > now()",
-    )
-    .bind(user.session_id)
-    .bind(user.user_id)
-    .fetch_optional(&state.pool)
-    .await?)
 }
 
 /// Replays, through `out`, the events after `from` that concern `user`,
@@ -763,30 +750,23 @@ impl Client {
                 "one does not type to oneself".to_string(),
             ));
         }
-        let internal = |e: sqlx::Error| {
+        let internal = |e: ApiError| {
             tracing::error!(error = %e, "typing look-up failed");
             ("internal", "internal error".to_string())
         };
         if self.known != Some(to) {
-            let exists: bool =
-                sqlx::query_scalar("select exists (select 1 from read.users where id = $1)")
-                    .bind(to)
-                    .fetch_one(&state.pool)
-                    .await
-                    .map_err(internal)?;
-            if !exists {
+            if !users::read::exists(&state.pool, to)
+                .await
+                .map_err(internal)?
+            {
                 return Err(("not_found", "no such user".to_string()));
             }
             self.known = Some(to);
         }
         if self.nickname.is_none() {
-            let nick: Option<String> =
-                sqlx::query_scalar("select nickname from read.users where id = $1")
-                    .bind(me)
-                    .fetch_optional(&state.pool)
-                    .await
-                    .map_err(internal)?;
-            self.nickname = nick;
+            self.nickname = users::read::nickname(&state.pool, me)
+                .await
+                .map_err(internal)?;
         }
         let nickname = self.nickname.as_deref().unwrap_or_default();
         state.live.typing.send(me, nickname, to, active).await;

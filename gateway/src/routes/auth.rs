@@ -7,13 +7,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use forum_commands::auth::validate::{self, Email, Nickname, Password, PersonName};
 use forum_commands::auth::{AuthCommand, AuthData, Login, Logout, Register};
+use forum_events::auth::Gender;
 use forum_events::Service;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
-use crate::extract::{AuthUser, Fields, JsonBody, Origin};
-use crate::routes::users::{load_me, Me, User};
+use crate::extract::{AuthUser, Fields, JsonBody, Origin, Validate};
+use crate::routes::users::api::{Me, User};
+use crate::routes::users::read;
 use crate::AppState;
 
 /// The accounts routes.
@@ -35,47 +37,76 @@ pub struct AuthResponse {
 }
 
 /// Registration body.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, utoipa::ToSchema)]
 pub struct RegisterRequest {
     /// 3–32 of `A–Z a–z 0–9 _ . -`, unique case-insensitively.
-    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]+$")]
-    nickname: String,
+    #[schema(
+        value_type = String,
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9_.-]+$"
+    )]
+    pub nickname: Nickname,
     /// One `@`, a dot in the domain, ≤ 254, no spaces or control characters;
     /// unique case-insensitively.
     #[schema(
+        value_type = String,
         max_length = 254,
         pattern = "^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$"
     )]
-    email: String,
+    pub email: Email,
     /// 8–128 characters.
-    #[schema(min_length = 8, max_length = 128)]
-    password: String,
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    pub password: Password,
     /// 1–64 after trimming; no control characters but tab and line breaks.
     #[schema(
+        value_type = String,
         min_length = 1,
         max_length = 64,
         pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
     )]
-    first_name: String,
+    pub first_name: PersonName,
     /// 1–64 after trimming; no control characters but tab and line breaks.
     #[schema(
+        value_type = String,
         min_length = 1,
         max_length = 64,
         pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
     )]
-    last_name: String,
+    pub last_name: PersonName,
     /// Integer 13–130 (a whole JSON number: `30` or `30.0`).
-    #[schema(minimum = 13, maximum = 130)]
-    age: i64,
+    #[schema(value_type = i64, minimum = 13, maximum = 130)]
+    pub age: u8,
     /// `female`, `male`, `other` or `unspecified`.
-    #[schema(pattern = "^(female|male|other|unspecified)$")]
-    gender: String,
+    #[schema(value_type = String, pattern = "^(female|male|other|unspecified)$")]
+    pub gender: Gender,
+}
+
+impl Validate for RegisterRequest {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let nickname = f.parsed("nickname", Nickname::parse);
+        let email = f.parsed("email", Email::parse);
+        let password = f.parsed("password", Password::parse);
+        let first_name = f.parsed("first_name", PersonName::parse);
+        let last_name = f.parsed("last_name", PersonName::parse);
+        let age = f
+            .integer("age")
+            .and_then(|a| f.check("age", validate::age(a)));
+        let gender = f.parsed("gender", validate::gender);
+        Some(RegisterRequest {
+            nickname: nickname?,
+            email: email?,
+            password: password?,
+            first_name: first_name?,
+            last_name: last_name?,
+            age: age?,
+            gender: gender?,
+        })
+    }
 }
 
 /// Login body.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
 pub struct LoginRequest {
     /// Nickname or e-mail, any case; no control characters.
     #[schema(
@@ -83,10 +114,33 @@ pub struct LoginRequest {
         max_length = 254,
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
     )]
-    login: String,
+    pub login: String,
     /// Password (longer than 128 characters never matches).
     #[schema(max_length = 128)]
-    password: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Validate for LoginRequest {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        // No account's nickname or e-mail holds a control character: such
+        // a login is refused as input, before any look-up.
+        let login = f.parsed("login", |s| {
+            forum_commands::text::check(s).map(|()| s.to_string())
+        });
+        let password = f.string("password");
+        Some(LoginRequest {
+            login: login?,
+            password: password?.to_string(),
+        })
+    }
 }
 
 fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderValue {
@@ -131,43 +185,15 @@ pub async fn register(
     rid: Origin,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let mut f = Fields::new(&body);
-    let nickname = f.parsed("nickname", Nickname::parse);
-    let email = f.parsed("email", Email::parse);
-    let password = f.parsed("password", Password::parse);
-    let first_name = f.parsed("first_name", PersonName::parse);
-    let last_name = f.parsed("last_name", PersonName::parse);
-    let age = f.integer("age").and_then(|a| match validate::age(a) {
-        Ok(a) => Some(a),
-        Err(m) => {
-            f.fail("age", m);
-            None
-        }
-    });
-    let gender = f.parsed("gender", validate::gender);
-    f.finish()?;
-    let (
-        Some(nickname),
-        Some(email),
-        Some(password),
-        Some(first_name),
-        Some(last_name),
-        Some(age),
-        Some(gender),
-    ) = (
-        nickname, email, password, first_name, last_name, age, gender,
-    )
-    else {
-        return Err(ApiError::Internal("validated fields missing".into()));
-    };
+    let body = RegisterRequest::parse(&body)?;
     let command = Register {
-        nickname: nickname.into_inner(),
-        email: email.into_inner(),
-        password: password.into_inner(),
-        first_name: first_name.into_inner(),
-        last_name: last_name.into_inner(),
-        age,
-        gender,
+        nickname: body.nickname.into_inner(),
+        email: body.email.into_inner(),
+        password: body.password.into_inner(),
+        first_name: body.first_name.into_inner(),
+        last_name: body.last_name.into_inner(),
+        age: body.age,
+        gender: body.gender,
     };
     let me_fields = command.clone();
     let accepted = state
@@ -222,24 +248,11 @@ pub async fn login(
     rid: Origin,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let mut f = Fields::new(&body);
-    // No account's nickname or e-mail holds a control character: such a
-    // login is refused as input, before any look-up.
-    let login = f.parsed("login", |s| {
-        forum_commands::text::check(s).map(|()| s.to_string())
-    });
-    let password = f.string("password");
-    f.finish()?;
-    let (Some(login), Some(password)) = (login, password) else {
-        return Err(ApiError::Internal("validated fields missing".into()));
-    };
+    let LoginRequest { login, password } = LoginRequest::parse(&body)?;
     if login.is_empty() || login.chars().count() > 254 || password.chars().count() > 128 {
         return Err(ApiError::InvalidCredentials);
     }
-    let command = AuthCommand::Login(Login {
-        login: login.to_string(),
-        password: password.to_string(),
-    });
+    let command = AuthCommand::Login(Login { login, password });
     let accepted = state
         .bus
         .send::<_, AuthData>(Service::Auth, "login", rid, None, command)
@@ -254,7 +267,7 @@ pub async fn login(
         return Err(ApiError::Internal("unexpected reply to login".into()));
     };
     state.watermarks.wait(&accepted.positions).await?;
-    let me = load_me(&state, user_id)
+    let me = read::me(&state.pool, user_id)
         .await?
         .ok_or_else(|| ApiError::Internal("logged-in user missing from read.users".into()))?;
     Ok(with_session(
@@ -297,7 +310,7 @@ pub async fn logout(
     responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Me>> {
-    load_me(&state, user.user_id)
+    read::me(&state.pool, user.user_id)
         .await?
         .map(Json)
         .ok_or(ApiError::Unauthorized)

@@ -1,11 +1,15 @@
 //! Cursor paging shared by the list routes: `?limit=N&cursor=C`, where the
 //! cursor is the opaque form of the last item's log position, so pages are
-//! stable while new items arrive.
+//! stable while new items arrive; [`page`] cuts a fetched page.
 
 use std::collections::{BTreeMap, HashMap};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::error::Result;
 
 /// The opaque cursor of a log position.
 pub fn encode_cursor(position: i64) -> String {
@@ -54,6 +58,33 @@ pub fn paging(
         },
     };
     (limit, cursor)
+}
+
+/// One page out of `rows`, fetched with a limit of `size + 1` so that a
+/// row beyond the page tells that another page follows: the first `size`
+/// rows as items, and the cursor after the last of them (its `position`
+/// column), `None` on the last page.
+///
+/// # Errors
+/// A row that does not map.
+pub fn page<T>(
+    rows: &[PgRow],
+    size: i64,
+    item: impl Fn(&PgRow) -> Result<T>,
+) -> Result<(Vec<T>, Option<String>)> {
+    let size = usize::try_from(size).unwrap_or(0);
+    let mut items = Vec::with_capacity(rows.len().min(size));
+    let mut last = None;
+    for r in rows.iter().take(size) {
+        items.push(item(r)?);
+        last = Some(r.try_get::<i64, _>("position")?);
+    }
+    let next = if rows.len() > size {
+        last.map(encode_cursor)
+    } else {
+        None
+    };
+    Ok((items, next))
 }
 
 #[cfg(test)]

@@ -4,6 +4,14 @@
 //! with `{user_id}`"). Writes go to the chat service as commands and wait
 //! for the read models (and, for a message, for the recipient's
 //! notification) before answering.
+//!
+//! # Layout
+//! - this module: the router and the handlers;
+//! - [`api`]: the JSON shapes, answers and request bodies;
+//! - [`read`]: the read queries and the mapping of their rows.
+
+pub mod api;
+pub mod read;
 
 use std::collections::BTreeMap;
 
@@ -12,21 +20,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use forum_commands::chat::validate::MessageContent;
 use forum_commands::chat::{ChatCommand, ChatData, MarkRead, SendMessage};
 use forum_events::chat::conversation_id;
 use forum_events::Service;
-use serde::Serialize;
-use sqlx::postgres::PgRow;
-use sqlx::Row;
 use uuid::Uuid;
 
+use self::api::{ChatUser, Message, MessagePage, ReadReceiptRequest, SendMessageRequest};
 use crate::error::{ApiError, Result};
-use crate::extract::{AuthUser, Fields, JsonBody, Origin, PathParam, QueryMap};
-use crate::routes::paging::{encode_cursor, paging};
-use crate::routes::posts::{path_id, Author};
-use crate::{no_content, time, AppState};
+use crate::extract::{path_id, AuthUser, JsonBody, Origin, PathParam, QueryMap, Validate};
+use crate::routes::paging::paging;
+use crate::routes::users;
+use crate::{no_content, AppState};
 
 /// The chat routes.
 pub fn router() -> Router<AppState> {
@@ -39,104 +43,11 @@ pub fn router() -> Router<AppState> {
         .route("/conversations/{user_id}/read", post(mark_read))
 }
 
-/// Another user, as the chat's user list shows them.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ChatUser {
-    /// User id.
-    pub id: Uuid,
-    /// Nickname, case as registered.
-    pub nickname: String,
-    /// Whether the user has a live connection on some gateway.
-    pub online: bool,
-    /// The last message between the caller and this user, if any.
-    #[schema(example = "2026-11-24T09:15:02.123Z")]
-    pub last_message_at: Option<String>,
-    /// Messages from this user the caller has not read.
-    pub unread: i32,
-}
-
-/// A private message.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Message {
-    /// Id.
-    pub id: Uuid,
-    /// The sender (nickname when sent).
-    pub from: Author,
-    /// The recipient's user id.
-    pub to: Uuid,
-    /// Content, as sent.
-    pub content: String,
-    /// When it was sent.
-    pub sent_at: String,
-    /// When the recipient read it, if they did.
-    pub read_at: Option<String>,
-}
-
-/// A page of messages, newest first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MessagePage {
-    /// The messages.
-    pub items: Vec<Message>,
-    /// Pass as `cursor` for the next (older) page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// Body of `POST /api/conversations/{user_id}/messages`.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct SendMessageRequest {
-    /// 1–2000 characters, not blank (stored as given); no control
-    /// characters but tab and line breaks.
-    #[schema(
-        min_length = 1,
-        max_length = 2000,
-        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
-    )]
-    content: String,
-}
-
-/// Body of `POST /api/conversations/{user_id}/read`.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ReadReceiptRequest {
-    /// A message of the conversation: it and every older message from
-    /// `{user_id}` to the caller become read.
-    up_to: Uuid,
-}
-
-const MESSAGE_COLUMNS: &str =
-    "id, from_id, from_nickname, to_id, content, sent_at, read_at, position";
-
-fn message_from_row(r: &PgRow) -> Result<Message> {
-    Ok(Message {
-        id: r.try_get("id")?,
-        from: Author {
-            id: r.try_get("from_id")?,
-            nickname: r.try_get("from_nickname")?,
-        },
-        to: r.try_get("to_id")?,
-        content: r.try_get("content")?,
-        sent_at: time::format(r.try_get("sent_at")?),
-        read_at: r
-            .try_get::<Option<DateTime<Utc>>, _>("read_at")?
-            .map(time::format),
-    })
-}
-
-async fn user_exists(state: &AppState, id: Uuid) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar("select exists (select 1 from read.users where id = $1)")
-            .bind(id)
-            .fetch_one(&state.pool)
-            .await?,
-    )
-}
-
 /// The other party of a conversation named by its path: an existing user
 /// other than the caller, else 404.
 async fn other_party(state: &AppState, user: AuthUser, id: &str) -> Result<Uuid> {
     let other = path_id(id)?;
-    if other == user.user_id || !user_exists(state, other).await? {
+    if other == user.user_id || !users::read::exists(&state.pool, other).await? {
         return Err(ApiError::NotFound);
     }
     Ok(other)
@@ -153,29 +64,8 @@ pub async fn list_users(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<Vec<ChatUser>>> {
-    let rows = sqlx::query(
-        "select u.id, u.nickname, c.last_message_at, coalesce(c.unread, 0) as unread
-         from read.users u
-         left join read.conversations c on c.user_id = $1 and c.other_id = u.id
-         where u.id <> $1
-         order by c.last_position desc nulls last, u.nickname_key, u.id",
-    )
-    .bind(user.user_id)
-    .fetch_all(&state.pool)
-    .await?;
-    let mut users = Vec::with_capacity(rows.len());
-    for r in rows {
-        let id: Uuid = r.try_get("id")?;
-        users.push(ChatUser {
-            id,
-            nickname: r.try_get("nickname")?,
-            online: state.presence.is_online(id),
-            last_message_at: r
-                .try_get::<Option<DateTime<Utc>>, _>("last_message_at")?
-                .map(time::format),
-            unread: r.try_get("unread")?,
-        });
-    }
+    let users =
+        read::chat_users(&state.pool, user.user_id, |id| state.presence.is_online(id)).await?;
     Ok(Json(users))
 }
 
@@ -197,18 +87,14 @@ pub async fn send_message(
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let to = path_id(&id)?;
-    let mut f = Fields::new(&body);
-    let content = f.parsed("content", MessageContent::parse);
-    if to == user.user_id {
-        f.fail("to", "cannot send a message to yourself");
-    }
-    f.finish()?;
-    let Some(content) = content else {
-        return Err(ApiError::Internal("validated fields missing".into()));
-    };
+    let body = SendMessageRequest::parse_with(&body, |f| {
+        if to == user.user_id {
+            f.fail("to", "cannot send a message to yourself");
+        }
+    })?;
     let command = ChatCommand::SendMessage(SendMessage {
         to,
-        content: content.into_inner(),
+        content: body.content.into_inner(),
     });
     let accepted = state
         .bus
@@ -224,14 +110,10 @@ pub async fn send_message(
     let ChatData::Sent { message_id } = accepted.data else {
         return Err(ApiError::Internal("unexpected reply".into()));
     };
-    let row = sqlx::query(&format!(
-        "select {MESSAGE_COLUMNS} from read.messages where id = $1"
-    ))
-    .bind(message_id)
-    .fetch_optional(&state.pool)
-    .await?
-    .ok_or_else(|| ApiError::Internal("sent message missing from read.messages".into()))?;
-    Ok((StatusCode::CREATED, Json(message_from_row(&row)?)).into_response())
+    let message = read::message(&state.pool, message_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("sent message missing from read.messages".into()))?;
+    Ok((StatusCode::CREATED, Json(message)).into_response())
 }
 
 /// The caller's conversation with `{user_id}`, newest first; the cursor
@@ -258,27 +140,9 @@ pub async fn list_messages(
         return Err(ApiError::Validation(errors));
     }
     let other = other_party(&state, user, &id).await?;
-    let rows = sqlx::query(&format!(
-        "select {MESSAGE_COLUMNS} from read.messages
-         where conversation_id = $1 and position < $2
-         order by position desc limit $3"
-    ))
-    .bind(conversation_id(user.user_id, other))
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(limit + 1)
-    .fetch_all(&state.pool)
-    .await?;
-    let more = rows.len() as i64 > limit;
-    let mut items = Vec::with_capacity(rows.len());
-    let mut last = None;
-    for r in rows.iter().take(limit as usize) {
-        items.push(message_from_row(r)?);
-        last = Some(r.try_get::<i64, _>("position")?);
-    }
-    Ok(Json(MessagePage {
-        items,
-        next_cursor: if more { last.map(encode_cursor) } else { None },
-    }))
+    let conversation = conversation_id(user.user_id, other);
+    let page = read::message_page(&state.pool, conversation, before, limit).await?;
+    Ok(Json(page))
 }
 
 /// Marks `up_to` and every older message from `{user_id}` to the caller
@@ -300,14 +164,7 @@ pub async fn mark_read(
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let other = path_id(&id)?;
-    let mut f = Fields::new(&body);
-    let up_to = f.parsed("up_to", |s| {
-        Uuid::parse_str(s).map_err(|_| "must be a message id")
-    });
-    f.finish()?;
-    let Some(up_to) = up_to else {
-        return Err(ApiError::Internal("validated fields missing".into()));
-    };
+    let ReadReceiptRequest { up_to } = ReadReceiptRequest::parse(&body)?;
     if other == user.user_id {
         return Err(ApiError::NotFound);
     }
