@@ -88,8 +88,16 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The command services this build has.
-pub const SERVICES: [&str; 4] = ["auth", "posts", "chat", "notifications"];
+/// The command services this build has: one per log.
+pub const SERVICES: [&str; Service::ALL.len()] = {
+    let mut names = [""; Service::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Service::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// The one Postgres pool of a process running every role (`forum up`), so
 /// FORUM_DB_MAX_CONNECTIONS bounds the process, not each role: that many

@@ -19,7 +19,9 @@ pub enum Service {
 }
 
 impl Service {
-    /// Every service, in a fixed order.
+    /// Every service, in a fixed order: only ever appended to (a service's
+    /// place in it is the key of its append lock, and each one gets its
+    /// log, its subjects, its queue group and its role from this list).
     pub const ALL: [Service; 4] = [
         Service::Auth,
         Service::Posts,
@@ -28,7 +30,7 @@ impl Service {
     ];
 
     /// The lowercase name used in subjects, schemas and queue groups.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Service::Auth => "auth",
             Service::Posts => "posts",

@@ -11,13 +11,13 @@ use crate::Result;
 /// `pg_advisory_xact_lock(int, int)`); the second key is the service.
 const APPEND_LOCK_CLASS: i32 = 0x464f_5255;
 
+/// The second key of a service's append lock: its place in
+/// [`Service::ALL`] (which is only ever appended to), from 1.
 fn service_key(service: Service) -> i32 {
-    match service {
-        Service::Auth => 1,
-        Service::Posts => 2,
-        Service::Chat => 3,
-        Service::Notifications => 4,
-    }
+    Service::ALL
+        .iter()
+        .position(|s| *s == service)
+        .map_or(0, |i| i as i32 + 1)
 }
 
 /// The Postgres NOTIFY channel announcing new events in a log.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use forum_events::subject::Subjects;
+use forum_events::{subject::Subjects, Service};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
@@ -60,6 +60,59 @@ pub async fn create_database(url: &str) -> Result<()> {
 /// When a migration fails or a released one was changed.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     sqlx::migrate!("../migrations").run(pool).await?;
+    ensure_logs(pool).await
+}
+
+/// Makes sure every service of [`Service::ALL`] has its schema, its
+/// append-only event log and its outbox, as migration 0001 made them for
+/// the first four: a new domain gets its log from the list alone.
+/// Idempotent.
+///
+/// # Errors
+/// Database failure.
+pub async fn ensure_logs(pool: &PgPool) -> Result<()> {
+    for service in Service::ALL {
+        let svc = service.as_str();
+        let mut tx = pool.begin().await?;
+        for statement in [
+            format!("create schema if not exists {svc}"),
+            format!(
+                "create table if not exists {svc}.events (
+                    position       bigint      primary key check (position > 0),
+                    stream_id      uuid        not null,
+                    version        integer     not null check (version > 0),
+                    event_id       uuid        not null unique,
+                    event_type     text        not null,
+                    schema_version smallint    not null,
+                    payload        bytea       not null,
+                    correlation_id uuid        not null,
+                    causation_id   uuid        not null,
+                    actor          uuid,
+                    recorded_at    timestamptz not null,
+                    unique (stream_id, version)
+                )"
+            ),
+            format!(
+                "create index if not exists events_stream_id_version_idx
+                 on {svc}.events (stream_id, version)"
+            ),
+            format!(
+                "create or replace trigger events_append_only
+                 before update or delete or truncate on {svc}.events
+                 for each statement execute function public.forum_refuse_change()"
+            ),
+            format!(
+                "create table if not exists {svc}.outbox (
+                    singleton          boolean primary key default true check (singleton),
+                    published_position bigint  not null default 0
+                )"
+            ),
+            format!("insert into {svc}.outbox default values on conflict do nothing"),
+        ] {
+            sqlx::query(&statement).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }
     Ok(())
 }
 

@@ -22,13 +22,9 @@ use super::frames::{self, Effect};
 use super::hub::Hub;
 use crate::error::{ApiError, Result};
 
-/// The logs the feed follows: the cursor's, plus `auth` for logouts.
-const FOLLOWED: [Service; 4] = [
-    Service::Auth,
-    Service::Posts,
-    Service::Chat,
-    Service::Notifications,
-];
+/// The logs the feed follows: every one (the cursor's, plus `auth` for
+/// logouts); what it shows of each is decided in `frames::render`.
+const FOLLOWED: [Service; Service::ALL.len()] = Service::ALL;
 
 /// Events read from Postgres in one go when filling a gap.
 const FILL_BATCH: i64 = 1_000;
