@@ -138,47 +138,44 @@ impl Inline {
         if self.projections.is_empty() {
             return Ok(applied);
         }
-        let lock_timeout: String = sqlx::query_scalar("select current_setting('lock_timeout')")
-            .fetch_one(&mut *tx)
-            .await?;
+        // A read model must not stall the writes: a lock held on its
+        // tables (a long statement, maintenance) ends the wait after
+        // LOCK_TIMEOUT, and the projector applies these events once it can.
+        // Set for the rest of the transaction, restored below.
+        let lock_timeout: String = sqlx::query_scalar(
+            "select current_setting('lock_timeout') from set_config('lock_timeout', $1, true)",
+        )
+        .bind(LOCK_TIMEOUT)
+        .fetch_one(&mut *tx)
+        .await?;
         for p in &self.projections {
-            let Some(version) = registry::live_version(tx, p.name()).await? else {
-                continue;
-            };
-            let checkpoint: Option<i64> = sqlx::query_scalar(
-                "select position from proj.checkpoints
-                 where projection = $1 and version = $2 and service = $3
-                 for update skip locked",
+            // The live version, when its checkpoint is right before these
+            // events and no projector holds it (a row not taken is not
+            // locked).
+            let version: Option<i32> = sqlx::query_scalar(
+                "select c.version from proj.checkpoints c
+                 join proj.registry r on r.projection = c.projection and r.version = c.version
+                 where r.state = 'live' and c.projection = $1 and c.service = $2
+                   and c.position = $3
+                 for update of c skip locked",
             )
             .bind(p.name())
-            .bind(version as i32)
             .bind(self.service.as_str())
+            .bind(first.position as i64 - 1)
             .fetch_optional(&mut *tx)
             .await?;
-            if checkpoint != Some(first.position as i64 - 1) {
+            let Some(version) = version.map(|v| v as u32) else {
                 continue;
-            }
+            };
             let schema = p.schema(version);
             let mut savepoint = tx.begin().await?;
-            // A read model must not stall the writes: a lock held on its
-            // tables (a long statement, maintenance) ends the wait, and the
-            // projector applies these events once it can.
-            sqlx::query("select set_config('lock_timeout', $1, true)")
-                .bind(LOCK_TIMEOUT)
-                .execute(&mut *savepoint)
-                .await?;
             let parked = match poison::apply_guarded(&mut savepoint, &**p, &schema, events).await {
                 Ok(()) => {
-                    sqlx::query("select set_config('lock_timeout', $1, true)")
-                        .bind(&lock_timeout)
-                        .execute(&mut *savepoint)
-                        .await?;
                     savepoint.commit().await?;
                     Vec::new()
                 }
                 Err(e) if e.failure() == Failure::Transient => {
-                    // Rolled back to the savepoint (the setting with it):
-                    // the write goes on, the projector takes these events.
+                    // The write goes on, the projector takes these events.
                     // A lost connection fails the rollback too, and the
                     // whole transaction is tried again.
                     savepoint.rollback().await?;
@@ -204,6 +201,10 @@ impl Inline {
                 applied.parked.push((p.name().to_string(), version, parked));
             }
         }
+        sqlx::query("select set_config('lock_timeout', $1, true)")
+            .bind(&lock_timeout)
+            .execute(&mut *tx)
+            .await?;
         Ok(applied)
     }
 }

@@ -66,7 +66,12 @@ async fn step_inner(
 ) -> Result<Option<Stepped>> {
     let schema = p.schema(version);
     let mut tx = pool.begin().await?;
-    let checkpoint = lock_checkpoint(&mut tx, p, version, service).await?;
+    // An append applying this projection inline holds the checkpoint until
+    // it commits, and then the events are applied: nothing to do now (the
+    // commit's notification wakes this follower again).
+    let Some(checkpoint) = try_lock_checkpoint(&mut tx, p, version, service).await? else {
+        return Ok(None);
+    };
     let events = log::read_after(&mut tx, service, checkpoint, batch).await?;
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(None);
@@ -108,6 +113,44 @@ async fn step_inner(
         events: events.len(),
         parked,
     }))
+}
+
+/// The checkpoint, locked; `None` while another transaction holds it.
+async fn try_lock_checkpoint(
+    tx: &mut sqlx::PgConnection,
+    p: &dyn Projection,
+    version: u32,
+    service: Service,
+) -> Result<Option<u64>> {
+    let position: Option<i64> = sqlx::query_scalar(
+        "select position from proj.checkpoints
+         where projection = $1 and version = $2 and service = $3 for update skip locked",
+    )
+    .bind(p.name())
+    .bind(version as i32)
+    .bind(service.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    match position {
+        Some(p) => Ok(Some(p as u64)),
+        // Held, or missing: the blocking look-up tells them apart.
+        None => {
+            let exists: bool = sqlx::query_scalar(
+                "select exists (select 1 from proj.checkpoints
+                 where projection = $1 and version = $2 and service = $3)",
+            )
+            .bind(p.name())
+            .bind(version as i32)
+            .bind(service.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if exists {
+                Ok(None)
+            } else {
+                lock_checkpoint(tx, p, version, service).await.map(Some)
+            }
+        }
+    }
 }
 
 async fn lock_checkpoint(
