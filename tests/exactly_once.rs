@@ -2,8 +2,8 @@
 //! takes effect once and gets the first outcome, whatever happened to the
 //! first attempt: a service killed after its commit and before its reply,
 //! a client that dropped its connection, a `503` from a stalled read model,
-//! a retry sent to another gateway, the same key used for another request
-//! or with another service.
+//! a `503` while NATS restarts, a retry sent to another gateway, the same
+//! key used for another request or with another service.
 
 mod common;
 
@@ -74,9 +74,11 @@ async fn a_write_whose_service_died_after_its_commit_is_answered_to_its_retry_an
         &["service", "posts"],
         &[("FORUM_TEST_ABORT_AFTER_COMMIT", "true")],
     );
-    // A short command timeout: the first attempt's answer is a 503.
-    let quick = sys.spawn_gateway(&[("FORUM_COMMAND_TIMEOUT_MS", "3000")]);
+    // The first gateway (the harness's `base`, registrations included) has
+    // the tests' patient timeouts; the second gives up on a command after
+    // 3 s: the first attempt's answer is a 503.
     let patient = sys.spawn_gateway(&[]);
+    let quick = sys.spawn_gateway(&[("FORUM_COMMAND_TIMEOUT_MS", "3000")]);
     let (token, _) = sys.register("survivor").await;
     let body = post_body("committed once");
     let (status, first) = keyed(&sys, &quick, "/api/posts", Some(&token), "crash-1", &body).await;
@@ -309,4 +311,112 @@ async fn concurrent_retries_through_two_gateways_make_one_write_and_get_one_answ
         assert_eq!(*status, 201, "{post}");
         assert_eq!(post["id"], json!(posts[0]));
     }
+}
+
+/// A nats-server with JetStream of this test's own, restartable on the same
+/// port and store.
+struct OwnNats {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnNats {
+    fn start() -> OwnNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("forum-once-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("store dir");
+        let mut nats = OwnNats {
+            port,
+            dir,
+            child: None,
+        };
+        nats.run();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    fn run(&mut self) {
+        // Debian's package puts it in /usr/sbin, not always on PATH.
+        let bin = if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let child = std::process::Command::new(bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and wait for it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_write_answered_503_while_nats_restarts_takes_effect_once_with_its_retries() {
+    let mut nats = OwnNats::start();
+    let url = nats.url();
+    let mut sys = System::up_with(&[("FORUM_NATS_URL", &url)]).await;
+    // A gateway that gives up on a command after 2 s.
+    let quick = sys.spawn_gateway(&[
+        ("FORUM_NATS_URL", &url),
+        ("FORUM_COMMAND_TIMEOUT_MS", "2000"),
+    ]);
+    let (token, _) = sys.register("through").await;
+    let body = post_body("across a restart");
+    nats.kill();
+    // The command may sit in a client's buffer and reach the service once
+    // NATS is back, after this answer: the retries must not write again.
+    let (status, first) = keyed(&sys, &quick, "/api/posts", Some(&token), "nats-1", &body).await;
+    assert_eq!(status, 503, "{first}");
+    nats.run();
+    let base = sys.base.clone();
+    let (status, post) = keyed(&sys, &base, "/api/posts", Some(&token), "nats-1", &body).await;
+    assert_eq!(status, 201, "{post}");
+    let (status, again) = keyed(&sys, &base, "/api/posts", Some(&token), "nats-1", &body).await;
+    assert_eq!((status, &again["id"]), (201, &post["id"]), "{again}");
+    let pool = sys.pool().await;
+    let posts = created_posts(&pool).await;
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(post["id"], json!(posts[0]));
 }
