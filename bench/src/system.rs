@@ -1,8 +1,9 @@
 //! The system under load: a `forum up` child on a fresh database and a
 //! fresh NATS prefix (or an already running system given by URL), its
-//! clean-up and its resident memory; the open-files limit; loopback checks;
-//! CPU and Postgres counters. The helpers that start a child server and
-//! create or drop a database are shared with the CRUD floor ([`crate::crud`]).
+//! clean-up and its resident memory (now and at its peak); the open-files
+//! limit; loopback checks; CPU and Postgres counters. The helpers that
+//! start a child server and create or drop a database are shared with the
+//! CRUD floor ([`crate::crud`]).
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
@@ -373,11 +374,28 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
     parse_vmrss(&text).ok_or_else(|| Error::Protocol(format!("no VmRSS for pid {pid}")))
 }
 
+/// The peak resident memory of process `pid` since it started (`VmHWM`),
+/// in KiB.
+///
+/// # Errors
+/// When `/proc/<pid>/status` cannot be read or has no `VmHWM`.
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_status_kib(&text, "VmHWM")
+        .ok_or_else(|| Error::Protocol(format!("no VmHWM for pid {pid}")))
+}
+
 /// The `VmRSS` of a `/proc/<pid>/status` text, in KiB.
 pub fn parse_vmrss(status: &str) -> Option<u64> {
+    parse_status_kib(status, "VmRSS")
+}
+
+/// The field `name` (`VmRSS`, `VmHWM`, …) of a `/proc/<pid>/status` text,
+/// in KiB.
+pub fn parse_status_kib(status: &str, name: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
 }
@@ -427,6 +445,10 @@ mod tests {
         let status = "Name:\tforum\nVmPeak:\t  9000 kB\nVmRSS:\t   41236 kB\nThreads: 5\n";
         assert_eq!(parse_vmrss(status), Some(41236));
         assert_eq!(parse_vmrss("Name: x\n"), None);
+        let status = "VmHWM:\t  52000 kB\nVmRSS:\t   19000 kB\n";
+        assert_eq!(parse_status_kib(status, "VmHWM"), Some(52000));
+        assert_eq!(parse_status_kib(status, "VmRSS"), Some(19000));
+        assert_eq!(parse_status_kib(status, "VmHW"), None);
     }
 
     #[test]

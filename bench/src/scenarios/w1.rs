@@ -20,6 +20,13 @@
 //! and the floor's own errors, transactions per write and CPU. When the
 //! floor cannot be started, the forum is still measured and the report says
 //! why the ratios are missing.
+//!
+//! **Memory at rest.** Last, `W1-memory` gives the resident memory (`VmRSS`)
+//! of the started `forum up` at rest, [`REST_AFTER`] after W1's last request,
+//! once its registrations and every part's writes are done (target ≤
+//! [`MAX_REST_RSS_MIB`] MiB), with its resident memory just after start and
+//! its peak (`VmHWM`) for comparison (password hashing once left hundreds
+//! of MiB in glibc's arenas for good: README, "Memory at rest").
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +52,12 @@ pub const MAX_P99_RATIO: f64 = 2.0;
 /// Target: Postgres transactions per acknowledged write in the forum's
 /// database, at most.
 pub const MAX_PG_TRANSACTIONS_PER_WRITE: f64 = 1.2;
+/// Target: resident memory of `forum up` at rest after W1, MiB, at most.
+pub const MAX_REST_RSS_MIB: f64 = 128.0;
+/// How long after W1's last request its resident memory counts as at rest:
+/// the writes' projections and notifications are done long before, and the
+/// password hasher frees its buffers 2 s after its last hash.
+pub const REST_AFTER: Duration = Duration::from_secs(5);
 
 /// The server a load is aimed at.
 #[derive(Clone, Copy)]
@@ -122,7 +135,9 @@ pub async fn run(
 ) -> Result<Vec<ScenarioReport>> {
     let plan = &ctx.plan;
     let n = plan.w1_connections;
+    let started_kib = env.forum_pid().map(system::rss_kib).transpose()?;
     let users = super::users(env, "w", n.max(2)).await?;
+    let mut writes = 0;
     let http = api::client(8)?;
     let mut reports = Vec::new();
     let crud = crud.map_err(|why| format!("CRUD floor not measured: {why}"));
@@ -138,6 +153,7 @@ pub async fn run(
     let floors = floors::measure(env, Shape::Post, plan.floor).await?;
     let floor = load_floor(&crud, &users, Write::Post, plan.w1_duration).await;
     let load = drive(Aim::Forum(env), &users, Write::Post, plan.w1_duration).await?;
+    writes += load.ok;
     let missing = check_posts(&http, env, &users, &load).await?;
     reports.push(report(
         "W1-posts", plan, &floors, &load, &floor, about, missing,
@@ -159,6 +175,7 @@ pub async fn run(
         plan.w1_duration,
     )
     .await?;
+    writes += load.ok;
     let missing = check_comments(&http, env, &posts, &load).await?;
     reports.push(report(
         "W1-comments",
@@ -183,6 +200,7 @@ pub async fn run(
             let floors = floors::measure(env, Shape::Message, plan.floor).await?;
             let floor = load_floor(&crud, &users, Write::Message, plan.w1_duration).await;
             let load = drive(Aim::Forum(env), &users, Write::Message, plan.w1_duration).await?;
+            writes += load.ok;
             let missing = check_messages(&http, env, &users, &load).await?;
             reports.push(report(
                 "W1-dms", plan, &floors, &load, &floor, about, missing,
@@ -199,7 +217,61 @@ pub async fn run(
             )))
         }
     }
+    reports.push(memory_at_rest(env, started_kib, users.len(), writes).await?);
     Ok(reports)
+}
+
+/// `W1-memory`: the resident memory of the started `forum up`
+/// [`REST_AFTER`] after the last request, against [`MAX_REST_RSS_MIB`];
+/// skipped for a system given with `--target`.
+///
+/// # Errors
+/// When `/proc/<pid>/status` of the child cannot be read.
+async fn memory_at_rest(
+    env: &Env,
+    started_kib: Option<u64>,
+    registered: usize,
+    writes: u64,
+) -> Result<ScenarioReport> {
+    const NAME: &str = "W1-memory";
+    let Some(pid) = env.forum_pid() else {
+        return Ok(ScenarioReport::skipped(
+            NAME,
+            "the loaded system was not started here (--target): its memory is not read",
+        ));
+    };
+    tokio::time::sleep(REST_AFTER).await;
+    let rest = system::rss_kib(pid)?;
+    let peak = system::peak_rss_kib(pid)?;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let mut r = ScenarioReport::new(NAME);
+    r.push(
+        Metric::new(
+            "resident memory of forum up at rest after the run's registrations and writes",
+            mib(rest),
+            Unit::MiB,
+        )
+        .target(Cmp::AtMost, MAX_REST_RSS_MIB),
+    );
+    if let Some(started) = started_kib {
+        r.push(Metric::new(
+            "resident memory of forum up just after start",
+            mib(started),
+            Unit::MiB,
+        ));
+    }
+    r.push(Metric::new(
+        "peak resident memory of forum up (VmHWM)",
+        mib(peak),
+        Unit::MiB,
+    ));
+    r.note(format!(
+        "VmRSS of the forum up process {:.0} s after W1's last request, after {registered} \
+         registrations (4 at a time) and {writes} acknowledged writes",
+        REST_AFTER.as_secs_f64()
+    ));
+    r.elapsed = REST_AFTER;
+    Ok(r)
 }
 
 /// Creates the 16 posts that W1's comments go to, at `base` (the forum or
