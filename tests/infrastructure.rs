@@ -73,6 +73,41 @@ async fn the_database_refuses_update_delete_and_truncate_on_event_logs() {
 }
 
 #[tokio::test]
+async fn migrate_gives_a_service_without_a_log_its_append_only_log_and_outbox() {
+    let (sys, pool) = migrated().await;
+    // A service this database has no log for (as a new domain would be).
+    sqlx::query("drop schema chat cascade")
+        .execute(&pool)
+        .await
+        .expect("drop the chat schema");
+    sys.migrate();
+    let mut tx = pool.begin().await.expect("begin");
+    log::lock(&mut tx, Service::Chat).await.expect("lock");
+    let recorded = log::append(&mut tx, Service::Chat, vec![pending(Uuid::new_v4(), 1)])
+        .await
+        .expect("append");
+    tx.commit().await.expect("commit");
+    assert_eq!(recorded[0].position, 1);
+    let published: i64 = sqlx::query_scalar("select published_position from chat.outbox")
+        .fetch_one(&pool)
+        .await
+        .expect("outbox");
+    assert_eq!(published, 0);
+    let err = sqlx::query("delete from chat.events")
+        .execute(&pool)
+        .await
+        .expect_err("append-only");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    // A second migrate leaves the existing logs alone.
+    sys.migrate();
+    let n: i64 = sqlx::query_scalar("select count(*) from chat.events")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
 async fn a_stale_stream_version_is_a_conflict() {
     let (_sys, pool) = migrated().await;
     let stream = Uuid::new_v4();

@@ -73,6 +73,15 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 pub async fn ensure_logs(pool: &PgPool) -> Result<()> {
     for service in Service::ALL {
         let svc = service.as_str();
+        // A log that exists is left alone: its DDL would lock the table
+        // against the appends of running instances at every start.
+        let exists: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
+            .bind(format!("{svc}.events"))
+            .fetch_one(pool)
+            .await?;
+        if exists.is_some() {
+            continue;
+        }
         let mut tx = pool.begin().await?;
         for statement in [
             format!("create schema if not exists {svc}"),

@@ -390,6 +390,7 @@ async fn derive_up_to(
 ) -> Result<()> {
     let none = BTreeMap::new();
     let mut isolate = false;
+    let inline = Inline::of(Service::Notifications);
     loop {
         let mut tx = pool.begin().await?;
         log::lock(&mut tx, Service::Notifications).await?;
@@ -450,9 +451,7 @@ async fn derive_up_to(
         // The notifications read model, inline: the write that caused them
         // waits for this one commit.
         let appended = log::read_after(&mut tx, Service::Notifications, head, APPENDED_MAX).await?;
-        let applied = Inline::of(Service::Notifications)
-            .apply(&mut tx, &appended)
-            .await?;
+        let applied = inline.apply(&mut tx, &appended).await?;
         for &(service, position) in &moved {
             sqlx::query(
                 "update notifications.deriver_checkpoints set position = $2 where service = $1",
