@@ -70,6 +70,10 @@ async fn a_client_reconnecting_with_its_cursor_gets_exactly_the_200_events_it_mi
     let (ann, ann_id) = sys.register("ann").await;
     let (bob, bob_id) = sys.register("bob").await;
     let (cid, cid_id) = sys.register("cid").await;
+    // Ann's cursor is that of the last frame she saw: her own post's. (The
+    // `hello` cursor is where the gateway's feed stood at the upgrade, which
+    // may be just before a write acknowledged a moment earlier.)
+    let mut a = connect(&sys.base, &ann, None).await;
     let own = post_at(
         &sys,
         &sys.base,
@@ -81,8 +85,9 @@ async fn a_client_reconnecting_with_its_cursor_gets_exactly_the_200_events_it_mi
         .as_str()
         .expect("id")
         .to_string();
-    let a = connect(&sys.base, &ann, None).await;
-    let cursor = a.hello_cursor();
+    let seen = a.expect("post.new", FRAME_WAIT).await;
+    assert_eq!(seen["data"]["id"], own.as_str());
+    let cursor = seen["cursor"].as_str().expect("cursor").to_string();
     drop(a);
     // While Ann is away: 50 messages to her (50 message.new + 50
     // notification.new), 50 posts, 25 comments on her post (25
