@@ -13,6 +13,8 @@
 //! - [`chat`]: private messages and read receipts.
 //! - [`notifications`]: notifications derived from the posts and chat
 //!   events (the deriver), and marking them read.
+//! - [`nicknames`]: users' nicknames as the services write them into
+//!   events, remembered by the process (a nickname never changes).
 //! - [`text`]: the rule every client text field shares (no control
 //!   characters but tab and line breaks).
 //! - [`error`]: the crate's error type.
@@ -21,6 +23,7 @@
 pub mod auth;
 pub mod chat;
 pub mod error;
+pub mod nicknames;
 pub mod notifications;
 pub mod posts;
 pub mod runtime;

@@ -8,7 +8,7 @@ use forum_commands::Rejection;
 use serde::Serialize;
 
 /// An error answer. Each variant's doc names its status and code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// 400 `validation_failed`, with the failing fields.
     #[error("the request is not valid")]

@@ -18,7 +18,8 @@
 //! - [`limits`]: rate limits per client address and per user.
 //! - [`server`]: the accept loop: HTTP/1.1, optional TLS, timeouts, the
 //!   connection cap, graceful shutdown.
-//! - [`token`]: session tokens (JWT).
+//! - [`token`]: session tokens (JWT); [`sessions`]: whether a token's
+//!   session is open, one query for the checks that arrive together.
 //! - [`metrics`], [`time`], [`openapi`]: counters, time format, API description.
 
 pub mod bus;
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod server;
+pub mod sessions;
 pub mod time;
 pub mod token;
 pub mod watermarks;
@@ -54,6 +56,7 @@ use crate::bus::Bus;
 use crate::error::ApiError;
 use crate::extract::{AuthUser, RequestId};
 use crate::metrics::Metrics;
+use crate::sessions::Sessions;
 use crate::token::Tokens;
 use crate::watermarks::Watermarks;
 
@@ -91,6 +94,8 @@ pub struct AppState {
     pub watermarks: Watermarks,
     /// Token signing and checking.
     pub tokens: Arc<Tokens>,
+    /// Whether sessions are open.
+    pub sessions: Sessions,
     /// Counters.
     pub metrics: Metrics,
     /// Who is online, on every gateway.
@@ -146,6 +151,7 @@ impl AppState {
             stop,
         ));
         Ok(AppState {
+            sessions: Sessions::start(pool.clone()),
             pool,
             nats,
             subjects,
@@ -166,8 +172,7 @@ impl AppState {
     /// 401 `unauthorized`.
     pub async fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
         let claims = self.tokens.verify(token).ok_or(ApiError::Unauthorized)?;
-        let open = routes::users::read::session_expiry(&self.pool, claims.sid, claims.sub).await?;
-        if open.is_some() {
+        if self.sessions.is_open(claims.sid, claims.sub).await? {
             Ok(AuthUser {
                 user_id: claims.sub,
                 session_id: claims.sid,

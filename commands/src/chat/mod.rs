@@ -14,12 +14,13 @@ pub mod validate;
 
 use std::collections::{HashMap, HashSet};
 
-use forum_events::chat::{conversation_id, ChatEvent};
+use forum_events::chat::{conversation_id, ChatEvent, MessageSent};
 use forum_events::{NewEvent, RecordedEvent, Service};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::nicknames::Nicknames;
 use crate::runtime::{Context, Domain, Outcome};
 use crate::wire::Rejection;
 use crate::Result;
@@ -72,6 +73,9 @@ pub enum ChatData {
     },
     /// The receipt was recorded (or changed nothing).
     Read,
+    /// The message was sent: the event, from which its answer is made
+    /// without reading the read model back.
+    Message(MessageSent),
 }
 
 /// A command after preparation: actor known, ids, nicknames and time
@@ -89,35 +93,15 @@ enum Kind {
 
 /// The chat service.
 pub struct Chat {
-    pool: PgPool,
+    nicknames: Nicknames,
 }
 
 impl Chat {
     /// A service using `pool` for look-ups.
     pub fn new(pool: PgPool) -> Self {
-        Chat { pool }
-    }
-
-    /// The nicknames of `ids` that are users, from `read.users`.
-    async fn nicknames(
-        &self,
-        ids: &[Uuid],
-    ) -> std::result::Result<HashMap<Uuid, String>, Rejection> {
-        let rows = sqlx::query("select id, nickname from read.users where id = any($1)")
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "nickname look-up failed");
-                Rejection::Internal
-            })?;
-        rows.into_iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("nickname")?)))
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(|e| {
-                tracing::error!(error = %e, "nickname look-up failed");
-                Rejection::Internal
-            })
+        Chat {
+            nicknames: Nicknames::new(pool),
+        }
     }
 }
 
@@ -136,7 +120,7 @@ impl Domain for Chat {
         let at_us = chrono::Utc::now().timestamp_micros();
         let kind = match command {
             ChatCommand::SendMessage(c) => {
-                let nicks = self.nicknames(&[actor, c.to]).await?;
+                let nicks = self.nicknames.of(&[actor, c.to]).await?;
                 let from_nickname = nicks.get(&actor).cloned().ok_or(Rejection::Unauthorized)?;
                 if !nicks.contains_key(&c.to) {
                     return Err(Rejection::NotFound);
@@ -167,12 +151,16 @@ impl Domain for Chat {
         for (_, p) in batch {
             let decided = match &p.kind {
                 Kind::Send(m) => decide::send_message(m).map(|events| {
-                    (
-                        events,
-                        ChatData::Sent {
-                            message_id: m.message_id,
-                        },
-                    )
+                    let sent = events.iter().find_map(|e| match e {
+                        ChatEvent::MessageSent(s) if s.message_id == m.message_id => {
+                            Some(ChatData::Message(s.clone()))
+                        }
+                        _ => None,
+                    });
+                    let data = sent.unwrap_or(ChatData::Sent {
+                        message_id: m.message_id,
+                    });
+                    (events, data)
                 }),
                 Kind::MarkRead(r) => decide::mark_read(&world, p.actor, r.other, r.up_to, p.at_us)
                     .map(|events| (events, ChatData::Read)),

@@ -13,12 +13,13 @@ pub mod validate;
 
 use std::collections::HashSet;
 
-use forum_events::posts::{PostEvent, Reaction, TargetKind};
+use forum_events::posts::{CommentCreated, PostCreated, PostEvent, Reaction, TargetKind};
 use forum_events::{NewEvent, Service};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::nicknames::Nicknames;
 use crate::runtime::{Context, Domain, Outcome};
 use crate::wire::Rejection;
 use crate::Result;
@@ -138,6 +139,30 @@ pub enum PostsData {
         /// The actor's reaction.
         reaction: Reaction,
     },
+    /// A post was written: the event, from which its answer is made
+    /// without reading the read model back.
+    PostCreated(PostCreated),
+    /// A comment was written: the event, as for `PostCreated`.
+    CommentCreated(CommentCreated),
+}
+
+impl PostsData {
+    /// What creating `id` answers: the created post or comment when
+    /// `events` has it, else just the id.
+    fn created(events: &[PostEvent], id: Uuid) -> PostsData {
+        events
+            .iter()
+            .find_map(|e| match e {
+                PostEvent::PostCreated(p) if p.post_id == id => {
+                    Some(PostsData::PostCreated(p.clone()))
+                }
+                PostEvent::CommentCreated(c) if c.comment_id == id => {
+                    Some(PostsData::CommentCreated(c.clone()))
+                }
+                _ => None,
+            })
+            .unwrap_or(PostsData::Done { id })
+    }
 }
 
 /// A command after preparation: actor known, ids and time chosen.
@@ -159,26 +184,15 @@ enum Kind {
 
 /// The forum service.
 pub struct Posts {
-    pool: PgPool,
+    nicknames: Nicknames,
 }
 
 impl Posts {
     /// A service using `pool` for look-ups.
     pub fn new(pool: PgPool) -> Self {
-        Posts { pool }
-    }
-
-    async fn nickname(&self, user: Uuid) -> std::result::Result<String, Rejection> {
-        let nick: Option<String> =
-            sqlx::query_scalar("select nickname from read.users where id = $1")
-                .bind(user)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "nickname look-up failed");
-                    Rejection::Internal
-                })?;
-        nick.ok_or(Rejection::Unauthorized)
+        Posts {
+            nicknames: Nicknames::new(pool),
+        }
     }
 }
 
@@ -199,7 +213,7 @@ impl Domain for Posts {
             PostsCommand::CreatePost(c) => Kind::CreatePost(NewPost {
                 post_id: Uuid::now_v7(),
                 author_id: actor,
-                author_nickname: self.nickname(actor).await?,
+                author_nickname: self.nicknames.actor(actor).await?,
                 title: c.title,
                 content: c.content,
                 categories: c.categories,
@@ -211,7 +225,7 @@ impl Domain for Posts {
                 comment_id: Uuid::now_v7(),
                 post_id: c.post_id,
                 author_id: actor,
-                author_nickname: self.nickname(actor).await?,
+                author_nickname: self.nicknames.actor(actor).await?,
                 content: c.content,
                 at_us,
             }),
@@ -310,15 +324,20 @@ fn decide_one(
 ) -> std::result::Result<(Vec<PostEvent>, PostsData), Rejection> {
     let (actor, at) = (p.actor, p.at_us);
     match &p.kind {
-        Kind::CreatePost(n) => Ok((decide::create_post(n), PostsData::Done { id: n.post_id })),
+        Kind::CreatePost(n) => {
+            let events = decide::create_post(n);
+            let data = PostsData::created(&events, n.post_id);
+            Ok((events, data))
+        }
         Kind::EditPost(e) => decide::edit_post(world, e.post_id, actor, &e.edit, at)
             .map(|ev| (ev, PostsData::Done { id: e.post_id })),
         Kind::DeletePost(id) => {
             decide::delete_post(world, *id, actor, at).map(|ev| (ev, PostsData::Done { id: *id }))
         }
-        Kind::CreateComment(n) => {
-            decide::create_comment(world, n).map(|ev| (ev, PostsData::Done { id: n.comment_id }))
-        }
+        Kind::CreateComment(n) => decide::create_comment(world, n).map(|ev| {
+            let data = PostsData::created(&ev, n.comment_id);
+            (ev, data)
+        }),
         Kind::EditComment(e) => decide::edit_comment(world, e.comment_id, actor, &e.content, at)
             .map(|ev| (ev, PostsData::Done { id: e.comment_id })),
         Kind::DeleteComment(id) => decide::delete_comment(world, *id, actor, at)

@@ -140,26 +140,7 @@ pub fn render(event: &RecordedEvent) -> Result<Effect, DecodeError> {
 
 fn posts(event: PostEvent) -> Effect {
     match event {
-        PostEvent::PostCreated(e) => frame(
-            "post.new",
-            Audience::Everyone,
-            &Post {
-                id: e.post_id,
-                author: Author {
-                    id: e.author_id,
-                    nickname: e.author_nickname,
-                },
-                title: e.title,
-                content: e.content,
-                categories: e.categories,
-                created_at: format_us(e.created_at_us),
-                edited_at: None,
-                comment_count: 0,
-                likes: 0,
-                dislikes: 0,
-                my_reaction: None,
-            },
-        ),
+        PostEvent::PostCreated(e) => frame("post.new", Audience::Everyone, &Post::from(e)),
         PostEvent::PostEdited(e) => frame(
             "post.updated",
             Audience::Everyone,
@@ -185,24 +166,7 @@ fn posts(event: PostEvent) -> Effect {
             Audience::Everyone,
             &Deleted { id: e.post_id },
         ),
-        PostEvent::CommentCreated(e) => frame(
-            "comment.new",
-            Audience::Everyone,
-            &Comment {
-                id: e.comment_id,
-                post_id: e.post_id,
-                author: Author {
-                    id: e.author_id,
-                    nickname: e.author_nickname,
-                },
-                content: e.content,
-                created_at: format_us(e.created_at_us),
-                edited_at: None,
-                likes: 0,
-                dislikes: 0,
-                my_reaction: None,
-            },
-        ),
+        PostEvent::CommentCreated(e) => frame("comment.new", Audience::Everyone, &Comment::from(e)),
         PostEvent::ReactionSet(e) => frame(
             "reaction.updated",
             Audience::Everyone,
@@ -219,21 +183,10 @@ fn posts(event: PostEvent) -> Effect {
 
 fn chat(event: ChatEvent) -> Effect {
     match event {
-        ChatEvent::MessageSent(m) => frame(
-            "message.new",
-            Audience::Users(vec![m.from_id, m.to_id]),
-            &Message {
-                id: m.message_id,
-                from: Author {
-                    id: m.from_id,
-                    nickname: m.from_nickname,
-                },
-                to: m.to_id,
-                content: m.content,
-                sent_at: format_us(m.sent_at_us),
-                read_at: None,
-            },
-        ),
+        ChatEvent::MessageSent(m) => {
+            let audience = Audience::Users(vec![m.from_id, m.to_id]);
+            frame("message.new", audience, &Message::from(m))
+        }
         ChatEvent::MessagesRead(r) => frame(
             "message.read",
             Audience::Users(vec![r.reader_id, r.other_id]),

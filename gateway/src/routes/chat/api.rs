@@ -3,11 +3,13 @@
 //! schema and its validation ([`Validate`]).
 
 use forum_commands::chat::validate::MessageContent;
+use forum_events::chat::MessageSent;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::extract::{Fields, Validate};
 use crate::routes::posts::api::Author;
+use crate::time::format_us;
 
 /// Another user, as the chat's user list shows them.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -40,6 +42,24 @@ pub struct Message {
     pub sent_at: String,
     /// When the recipient read it, if they did.
     pub read_at: Option<String>,
+}
+
+impl From<MessageSent> for Message {
+    /// The message as it was sent: what its `201` answers and its
+    /// `message.new` frame carries.
+    fn from(m: MessageSent) -> Self {
+        Message {
+            id: m.message_id,
+            from: Author {
+                id: m.from_id,
+                nickname: m.from_nickname,
+            },
+            to: m.to_id,
+            content: m.content,
+            sent_at: format_us(m.sent_at_us),
+            read_at: None,
+        }
+    }
 }
 
 /// A page of messages, newest first.

@@ -107,12 +107,14 @@ pub async fn send_message(
         )
         .await?;
     state.watermarks.wait_notified(&accepted.positions).await?;
-    let ChatData::Sent { message_id } = accepted.data else {
-        return Err(ApiError::Internal("unexpected reply".into()));
+    let message = match accepted.data {
+        ChatData::Message(sent) => Message::from(sent),
+        // An outcome recorded before answers carried the message.
+        ChatData::Sent { message_id } => read::message(&state.pool, message_id)
+            .await?
+            .ok_or_else(|| ApiError::Internal("sent message missing from read.messages".into()))?,
+        ChatData::Read => return Err(ApiError::Internal("unexpected reply".into())),
     };
-    let message = read::message(&state.pool, message_id)
-        .await?
-        .ok_or_else(|| ApiError::Internal("sent message missing from read.messages".into()))?;
     Ok((StatusCode::CREATED, Json(message)).into_response())
 }
 

@@ -3,12 +3,13 @@
 //! schema and its validation ([`Validate`]).
 
 use forum_commands::posts::validate::{Categories, CommentContent, PostContent, Title};
-use forum_events::posts::Reaction;
+use forum_events::posts::{CommentCreated, PostCreated, Reaction};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::extract::{Fields, Validate};
+use crate::time::format_us;
 
 /// A category.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -56,6 +57,29 @@ pub struct Post {
     pub my_reaction: Option<String>,
 }
 
+impl From<PostCreated> for Post {
+    /// The post as it was created: what its `201` answers and its
+    /// `post.new` frame carries.
+    fn from(e: PostCreated) -> Self {
+        Post {
+            id: e.post_id,
+            author: Author {
+                id: e.author_id,
+                nickname: e.author_nickname,
+            },
+            title: e.title,
+            content: e.content,
+            categories: e.categories,
+            created_at: format_us(e.created_at_us),
+            edited_at: None,
+            comment_count: 0,
+            likes: 0,
+            dislikes: 0,
+            my_reaction: None,
+        }
+    }
+}
+
 /// A comment.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Comment {
@@ -77,6 +101,27 @@ pub struct Comment {
     pub dislikes: i32,
     /// The reader's reaction.
     pub my_reaction: Option<String>,
+}
+
+impl From<CommentCreated> for Comment {
+    /// The comment as it was created: what its `201` answers and its
+    /// `comment.new` frame carries.
+    fn from(e: CommentCreated) -> Self {
+        Comment {
+            id: e.comment_id,
+            post_id: e.post_id,
+            author: Author {
+                id: e.author_id,
+                nickname: e.author_nickname,
+            },
+            content: e.content,
+            created_at: format_us(e.created_at_us),
+            edited_at: None,
+            likes: 0,
+            dislikes: 0,
+            my_reaction: None,
+        }
+    }
 }
 
 /// A page of posts, newest first.

@@ -97,6 +97,8 @@ async fn send(
 fn done_id(data: PostsData) -> Result<Uuid> {
     match data {
         PostsData::Done { id } => Ok(id),
+        PostsData::PostCreated(p) => Ok(p.post_id),
+        PostsData::CommentCreated(c) => Ok(c.comment_id),
         PostsData::Reaction { .. } => Err(ApiError::Internal("unexpected reply".into())),
     }
 }
@@ -134,10 +136,13 @@ pub async fn create_post(
         content: body.content.into_inner(),
         categories: body.categories.into_inner(),
     });
-    let id = done_id(send(&state, rid, user, command).await?)?;
-    let post = read::post(&state.pool, id, Some(user.user_id))
-        .await?
-        .ok_or_else(|| ApiError::Internal("created post missing from read.posts".into()))?;
+    let post = match send(&state, rid, user, command).await? {
+        PostsData::PostCreated(created) => Post::from(created),
+        // An outcome recorded before answers carried the post.
+        other => read::post(&state.pool, done_id(other)?, Some(user.user_id))
+            .await?
+            .ok_or_else(|| ApiError::Internal("created post missing from read.posts".into()))?,
+    };
     Ok((StatusCode::CREATED, Json(post)).into_response())
 }
 
@@ -302,10 +307,13 @@ pub async fn create_comment(
         post_id,
         content: body.content.into_inner(),
     });
-    let id = done_id(send(&state, rid, user, command).await?)?;
-    let comment = read::comment(&state.pool, id, Some(user.user_id))
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let comment = match send(&state, rid, user, command).await? {
+        PostsData::CommentCreated(created) => Comment::from(created),
+        // An outcome recorded before answers carried the comment.
+        other => read::comment(&state.pool, done_id(other)?, Some(user.user_id))
+            .await?
+            .ok_or(ApiError::NotFound)?,
+    };
     Ok((StatusCode::CREATED, Json(comment)).into_response())
 }
 
@@ -411,7 +419,7 @@ async fn react(
             dislikes,
             my_reaction: reaction.as_str().map(str::to_string),
         })),
-        PostsData::Done { .. } => Err(ApiError::Internal("unexpected reply".into())),
+        _ => Err(ApiError::Internal("unexpected reply".into())),
     }
 }
 

@@ -2,6 +2,8 @@
 //! session check behind each authenticated request and socket, a user's
 //! profile, whether a user exists, a user's nickname.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
@@ -28,6 +30,24 @@ pub async fn session_expiry(
     .bind(user_id)
     .fetch_optional(pool)
     .await?)
+}
+
+/// Which of `sessions` are open: (session id, user id) of each that is
+/// known, not revoked by a logout and not expired.
+///
+/// # Errors
+/// Database failure.
+pub async fn open_sessions(pool: &PgPool, sessions: &[Uuid]) -> Result<HashSet<(Uuid, Uuid)>> {
+    let rows = sqlx::query(
+        "select id, user_id from read.sessions
+         where id = any($1) and revoked_at is null and expires_at > now()",
+    )
+    .bind(sessions)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("user_id")?)))
+        .collect()
 }
 
 /// A user's own view, if the user exists.
