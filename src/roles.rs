@@ -172,6 +172,7 @@ async fn run_service(
         inline: args
             .inline_projections
             .then(|| forum_projections::inline::Inline::of(service)),
+        derive_notifications: args.inline_projections && deriver::SOURCES.contains(&service),
         ..Options::default()
     };
     match service {

@@ -1,6 +1,8 @@
 //! Inline projections: the read models of a log are applied in the
-//! transaction that appends to it, so a write's answer waits for one commit
-//! and no projector; with them turned off, the projector does the work.
+//! transaction that appends to it, and the notifications a post, comment,
+//! reaction or message causes are derived there too, so a write's answer
+//! waits for one commit and no projector or deriver; with them turned off,
+//! the projector and the deriver do the work.
 
 mod common;
 
@@ -80,5 +82,19 @@ async fn a_system_without_any_projector_answers_every_write_and_reads_it_back() 
 #[tokio::test]
 async fn with_inline_projections_off_the_projector_builds_the_same_read_models() {
     let sys = System::up_with(&[("FORUM_INLINE_PROJECTIONS", "false")]).await;
+    write_and_read_everything(&sys).await;
+}
+
+#[tokio::test]
+async fn without_a_projector_or_a_notifications_service_writes_notify_in_their_own_commit() {
+    // No deriver runs: the posts and chat services derive the notifications
+    // in the transaction of the write that causes them.
+    let mut sys = System::empty();
+    sys.migrate();
+    for service in ["auth", "posts", "chat"] {
+        sys.spawn(service, &["service", service], &[]);
+    }
+    sys.spawn_gateway(&[]);
+    // The notifications are listed straight after the answers.
     write_and_read_everything(&sys).await;
 }

@@ -47,6 +47,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use uuid::Uuid;
 
 use crate::error::Class;
+use crate::notifications::deriver;
 use crate::wire::{Envelope, Rejection, Reply};
 use crate::{Error, Result};
 
@@ -157,6 +158,13 @@ pub struct Options {
     /// [`forum_projections::inline`]), announced before the replies; `None`
     /// leaves every read model to the projector.
     pub inline: Option<Inline>,
+    /// Derive the notifications the batch's events cause in the append's
+    /// transaction too (see
+    /// [`crate::notifications::deriver::derive_inline`]); the write's
+    /// reply then names the notifications log's position, and its answer
+    /// waits for no other process. Only for the logs notifications are
+    /// derived from; the deriver does what this leaves.
+    pub derive_notifications: bool,
 }
 
 impl Default for Options {
@@ -167,6 +175,7 @@ impl Default for Options {
             abort_after_commit: false,
             retry_for: Duration::from_secs(2),
             inline: None,
+            derive_notifications: false,
         }
     }
 }
@@ -193,6 +202,9 @@ pub async fn serve<D: Domain>(
     let service = D::SERVICE;
     if let Some(inline) = &options.inline {
         inline.prepare(&pool).await?;
+    }
+    if options.derive_notifications {
+        Inline::of(Service::Notifications).prepare(&pool).await?;
     }
     let mut sub = nats
         .queue_subscribe(subjects.commands_of(service), service.as_str().to_string())
@@ -732,10 +744,16 @@ async fn step<D: Domain>(
     }
     let recorded = log::append(tx, service, pending).await?;
     let mut applied = Applied::default();
+    let mut notified = None;
     if !recorded.is_empty() {
         domain.recorded(tx, &recorded).await?;
         if let Some(inline) = &options.inline {
             applied = inline.apply(tx, &recorded).await?;
+        }
+        if options.derive_notifications {
+            let derived = deriver::derive_inline(tx, service, &recorded).await?;
+            applied.extend(derived.applied);
+            notified = derived.head;
         }
     }
     let mut at = 0usize;
@@ -747,7 +765,11 @@ async fn step<D: Domain>(
                     0 => Vec::new(),
                     _ => recorded
                         .get(at + count - 1)
-                        .map(|last| vec![(service, last.position)])
+                        .map(|last| {
+                            let own = (service, last.position);
+                            let derived = notified.map(|head| (Service::Notifications, head));
+                            [Some(own), derived].into_iter().flatten().collect()
+                        })
                         .unwrap_or_default(),
                 };
                 at += count;

@@ -296,10 +296,13 @@ impl Watermarks {
     }
 
     /// [`Watermarks::wait`], then, for a write that may cause
-    /// notifications: waits until the deriver has processed the written
-    /// posts and chat positions, and the notifications projection has
-    /// reached the head of the notifications log as it was then. All
-    /// within one read timeout.
+    /// notifications: when its service derived them in the write's own
+    /// transaction (the reply names the notifications log's head then),
+    /// waits until the notifications projection has reached that head
+    /// (applied inline too, so at once); else waits until the deriver has
+    /// processed the written posts and chat positions, and the
+    /// notifications projection has reached the head of the notifications
+    /// log as it was then. All within one read timeout.
     ///
     /// # Errors
     /// 503 `unavailable` when a projection or the deriver does not get
@@ -309,7 +312,15 @@ impl Watermarks {
     /// notification).
     pub async fn wait_notified(&self, positions: &[(Service, u64)]) -> Result<()> {
         let deadline = Instant::now() + self.inner.timeout;
-        self.wait_until(positions, true, deadline).await?;
+        let (derived, own): (Vec<_>, Vec<_>) = positions
+            .iter()
+            .partition(|(s, _)| *s == Service::Notifications);
+        self.wait_until(&own, true, deadline).await?;
+        if !derived.is_empty() {
+            // Derived in the write's own transaction: its notifications are
+            // at or below that head (which may be another write's).
+            return self.wait_until(&derived, false, deadline).await;
+        }
         let mut derived = false;
         for &(service, position) in positions {
             if deriver::SOURCES.contains(&service) {

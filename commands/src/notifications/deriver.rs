@@ -54,10 +54,10 @@ use forum_events::chat::ChatEvent;
 use forum_events::posts::{PostEvent, Reaction};
 use forum_events::progress::Progress;
 use forum_events::{subject::Subjects, Metadata, RecordedEvent, Service};
-use forum_projections::inline::Inline;
+use forum_projections::inline::{Applied, Inline};
 use forum_store::log::{self, Pending};
 use futures::{FutureExt, StreamExt};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Acquire, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -320,6 +320,132 @@ async fn announce(nats: &async_nats::Client, subjects: &Subjects, service: Servi
     {
         tracing::debug!(error = %e, "progress not announced");
     }
+}
+
+/// How long deriving inline waits for the notifications log's lock (held
+/// by the deriver or the notifications service) before it leaves the
+/// events to the deriver.
+const INLINE_LOCK_TIMEOUT: &str = "250ms";
+
+/// What deriving inline did: announce `applied` (which includes the
+/// deriver's own progress) once the transaction has committed.
+#[derive(Debug, Default)]
+pub struct DerivedInline {
+    /// The notifications read model's progress and parked events, and the
+    /// deriver's checkpoint moved past the source events.
+    pub applied: Applied,
+    /// The notifications log's head after the derivation: the write's
+    /// notifications, if any, are at or below it. `None` when the events
+    /// were left to the deriver.
+    pub head: Option<u64>,
+}
+
+/// Derives, in the transaction that has just appended `recorded` to
+/// `service`'s log (and holds its append lock), the notifications those
+/// events cause, appends them and applies the notifications read model
+/// inline, so that the write's answer waits for no other process and one
+/// commit. The deriver's rules are the same ([`derive_and_append`]) and so
+/// is its checkpoint: this runs only when the checkpoint is right before
+/// the events (moving it past them), and otherwise leaves them to the
+/// deriver, which skips whatever the checkpoint covers. Whatever fails
+/// here (the lock is held for longer than 250 ms, an event the deriver
+/// would park) is rolled back to a savepoint and left to the deriver too:
+/// it never refuses the write.
+///
+/// # Errors
+/// Only a failure of the transaction itself (its connection lost).
+pub async fn derive_inline(
+    tx: &mut PgConnection,
+    service: Service,
+    recorded: &[RecordedEvent],
+) -> Result<DerivedInline> {
+    let (Some(first), Some(last)) = (recorded.first(), recorded.last()) else {
+        return Ok(DerivedInline::default());
+    };
+    if !SOURCES.contains(&service) {
+        return Ok(DerivedInline::default());
+    }
+    let lock_timeout: String = sqlx::query_scalar(
+        "select current_setting('lock_timeout') from set_config('lock_timeout', $1, true)",
+    )
+    .bind(INLINE_LOCK_TIMEOUT)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut savepoint = tx.begin().await?;
+    let derived = match derive_in(
+        &mut savepoint,
+        service,
+        first.position,
+        last.position,
+        recorded,
+    )
+    .await
+    {
+        Ok(Some(derived)) => {
+            savepoint.commit().await?;
+            derived
+        }
+        Ok(None) => {
+            savepoint.rollback().await?;
+            DerivedInline::default()
+        }
+        Err(e) => {
+            savepoint.rollback().await?;
+            tracing::debug!(error = %e, "inline derivation left to the deriver");
+            DerivedInline::default()
+        }
+    };
+    sqlx::query("select set_config('lock_timeout', $1, true)")
+        .bind(&lock_timeout)
+        .execute(&mut *tx)
+        .await?;
+    Ok(derived)
+}
+
+async fn derive_in(
+    tx: &mut PgConnection,
+    service: Service,
+    first: u64,
+    last: u64,
+    recorded: &[RecordedEvent],
+) -> Result<Option<DerivedInline>> {
+    log::lock(tx, Service::Notifications).await?;
+    let at: Option<i64> = sqlx::query_scalar(
+        "select position from notifications.deriver_checkpoints
+         where service = $1 and position = $2 for update skip locked",
+    )
+    .bind(service.as_str())
+    .bind(first as i64 - 1)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if at.is_none() {
+        return Ok(None);
+    }
+    let head = log::head(tx, Service::Notifications).await?;
+    let undecodable = derive_and_append(tx, recorded).await?;
+    if !undecodable.is_empty() {
+        // The deriver parks them, with its record and log line.
+        return Ok(None);
+    }
+    let appended = log::read_after(tx, Service::Notifications, head, APPENDED_MAX).await?;
+    let mut applied = Inline::of(Service::Notifications)
+        .apply(tx, &appended)
+        .await?;
+    sqlx::query("update notifications.deriver_checkpoints set position = $2 where service = $1")
+        .bind(service.as_str())
+        .bind(last as i64)
+        .execute(&mut *tx)
+        .await?;
+    applied.progress.push(Progress {
+        projection: FOLLOWER.to_string(),
+        version: 1,
+        service,
+        position: last,
+    });
+    Ok(Some(DerivedInline {
+        applied,
+        head: Some(appended.last().map_or(head, |e| e.position)),
+    }))
 }
 
 /// Processes one round of messages: every posts and chat event they carry,
