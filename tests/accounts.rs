@@ -229,6 +229,39 @@ async fn unknown_user_and_wrong_password_get_the_same_401() {
 }
 
 #[tokio::test]
+async fn session_checks_made_together_each_get_their_own_answer() {
+    // The gateway answers the session checks that arrive together with one
+    // query: open and revoked sessions of several users, asked at once,
+    // must each get their own answer.
+    let sys = System::up().await;
+    let names: Vec<String> = (0..4).map(|i| format!("checked{i}")).collect();
+    let users = sys.register_many(&names).await;
+    let mut expected = Vec::new();
+    for (i, (token, id)) in users.iter().enumerate() {
+        let second = sys.login(&names[i]).await;
+        if i % 2 == 0 {
+            let (status, _) = sys.post("/api/auth/logout", Some(token), Value::Null).await;
+            assert_eq!(status, 204);
+            expected.push((token.clone(), None));
+        } else {
+            expected.push((token.clone(), Some(id.clone())));
+        }
+        expected.push((second, Some(id.clone())));
+    }
+    let asks = (0..5).flat_map(|_| expected.iter()).map(|(token, id)| {
+        let sys = &sys;
+        async move {
+            let (status, body) = sys.get("/api/auth/me", Some(token)).await;
+            match id {
+                Some(id) => assert_eq!((status, &body["id"]), (200, &json!(id)), "{body}"),
+                None => assert_eq!(status, 401, "{body}"),
+            }
+        }
+    });
+    futures::future::join_all(asks).await;
+}
+
+#[tokio::test]
 async fn logout_ends_that_session_only_and_at_once() {
     let sys = System::up().await;
     let (first, _) = sys.register("sessions").await;
