@@ -114,8 +114,10 @@ async fn post_where(sys: &System, id: &str, what: &str, check: impl Fn(&Value) -
 
 /// Waits until a connection of this database waits for an advisory lock:
 /// the posts service's batch queued behind the append lock the test holds.
-async fn until_a_batch_waits_for_the_lock(pool: &sqlx::PgPool) {
-    common::eventually(WITHIN, "a batch waiting for the append lock", || async {
+/// Until `n` batches wait for the append lock (the service runs two
+/// batchers: both must be plugged for the next commands to form one batch).
+async fn until_batches_wait_for_the_lock(pool: &sqlx::PgPool, n: i64) {
+    common::eventually(WITHIN, "batches waiting for the append lock", || async {
         let waiting: i64 = sqlx::query_scalar(
             "select count(*) from pg_stat_activity
              where datname = current_database() and wait_event_type = 'Lock'
@@ -124,7 +126,7 @@ async fn until_a_batch_waits_for_the_lock(pool: &sqlx::PgPool) {
         .fetch_one(pool)
         .await
         .expect("pg_stat_activity");
-        (waiting > 0).then_some(())
+        (waiting >= n).then_some(())
     })
     .await;
 }
@@ -144,7 +146,8 @@ async fn a_command_whose_text_cannot_be_stored_is_refused_and_the_rest_of_its_ba
 
     // Hold the posts log's append lock, so that the commands below queue up
     // and are decided as one batch when it is released: a first command
-    // takes the batcher into its transaction and waits there.
+    // takes one batcher into its transaction and waits there, a second one
+    // the other batcher.
     let mut lock = pool.begin().await.expect("begin");
     forum_store::log::lock(&mut lock, Service::Posts)
         .await
@@ -156,7 +159,15 @@ async fn a_command_whose_text_cannot_be_stored_is_refused_and_the_rest_of_its_ba
         edit(&p1, Some("plug"), None),
     )
     .await;
-    until_a_batch_waits_for_the_lock(&pool).await;
+    until_batches_wait_for_the_lock(&pool, 1).await;
+    let mut second_plug = send(
+        &nats,
+        &subjects,
+        Some(ada_id),
+        edit(&p1, None, Some("plugged")),
+    )
+    .await;
+    until_batches_wait_for_the_lock(&pool, 2).await;
 
     let mut burst = Vec::new();
     burst.push(
@@ -207,6 +218,7 @@ async fn a_command_whose_text_cannot_be_stored_is_refused_and_the_rest_of_its_ba
     lock.rollback().await.expect("release the lock");
 
     assert!(accepted(&reply(&mut plug).await));
+    assert!(accepted(&reply(&mut second_plug).await));
     let mut replies = Vec::new();
     for sent in burst.iter_mut() {
         replies.push(reply(sent).await);

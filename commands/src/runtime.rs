@@ -10,6 +10,10 @@
 //! Grouping concurrent commands into one transaction and one multi-row
 //! insert is what lets an event-sourced write path keep up with a plain
 //! CRUD server: the commit, the lock and the insert are paid once a batch.
+//! Two batchers take turns ([`Options::batches_in_flight`]): while one
+//! holds the append lock, the other has begun its transaction and waits
+//! for it, then loads its state, so the lock is not idle while a batch
+//! begins, commits and replies.
 //! The read models of the service's log are applied in that same
 //! transaction ([`Options::inline`]) and announced before the replies, so
 //! an acknowledged write waits for exactly one durable commit, shared by
@@ -147,6 +151,12 @@ pub struct Options {
     pub max_batch: usize,
     /// Most commands being prepared at once.
     pub max_in_flight: usize,
+    /// Batches under way at once: while one holds the service's append
+    /// lock, the next one begins its transaction and waits for the lock,
+    /// and a third replies, so the lock is not idle between batches (each
+    /// decides on what the previous ones committed, since it loads its
+    /// state once it holds the lock).
+    pub batches_in_flight: usize,
     /// Test-only fault injection: abort the process right after the first
     /// commit, before anything is published or replied.
     pub abort_after_commit: bool,
@@ -172,6 +182,7 @@ impl Default for Options {
         Options {
             max_batch: 256,
             max_in_flight: 4096,
+            batches_in_flight: 2,
             abort_after_commit: false,
             retry_for: Duration::from_secs(2),
             inline: None,
@@ -212,14 +223,19 @@ pub async fn serve<D: Domain>(
         .map_err(|e| Error::Nats(e.to_string()))?;
     let domain = Arc::new(domain);
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job<D>>(options.max_batch * 4);
-    let batcher = tokio::spawn(batcher(
-        domain.clone(),
-        pool.clone(),
-        nats.clone(),
-        subjects.clone(),
-        options.clone(),
-        jobs_rx,
-    ));
+    let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
+    let batchers: Vec<_> = (0..options.batches_in_flight.max(1))
+        .map(|_| {
+            tokio::spawn(batcher(
+                domain.clone(),
+                pool.clone(),
+                nats.clone(),
+                subjects.clone(),
+                options.clone(),
+                jobs_rx.clone(),
+            ))
+        })
+        .collect();
     let js = async_nats::jetstream::new(nats.clone());
     // The fault injection aborts "before anything is published": no relay
     // runs in such a process, so the abort cannot lose a race to it.
@@ -296,7 +312,9 @@ pub async fn serve<D: Domain>(
         .await
         .map(|p| p.forget());
     drop(jobs_tx);
-    let _ = batcher.await;
+    for batcher in batchers {
+        let _ = batcher.await;
+    }
     if let Some(relay) = relay {
         let _ = relay.await;
     }
@@ -323,22 +341,37 @@ async fn batcher<D: Domain>(
     nats: async_nats::Client,
     subjects: Subjects,
     options: Options,
-    mut jobs: mpsc::Receiver<Job<D>>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job<D>>>>,
 ) {
     let mut batch = Vec::with_capacity(options.max_batch);
-    while jobs.recv_many(&mut batch, options.max_batch).await > 0 {
+    loop {
+        // One batcher takes what is waiting while the others decide or
+        // reply; the append lock orders their transactions.
+        let taken = jobs
+            .lock()
+            .await
+            .recv_many(&mut batch, options.max_batch)
+            .await;
+        if taken == 0 {
+            break;
+        }
         let jobs_now = std::mem::take(&mut batch);
         let (ctxs, rest): (Vec<_>, Vec<_>) = jobs_now
             .into_iter()
             .map(|j| ((j.ctx, j.prepared), j.reply_to))
             .unzip();
+        let started = Instant::now();
+        let n = ctxs.len();
         let (replies, applied) = decide_batch(&*domain, &pool, ctxs, &options).await;
+        let decided = started.elapsed();
         // The read models first: a gateway that gets a reply then finds
         // them at its positions.
         applied.announce(&nats, &subjects).await;
         for (reply, to) in replies.into_iter().zip(rest) {
             respond(&nats, to, reply).await;
         }
+        tracing::debug!(service = %D::SERVICE, n, decided_us = decided.as_micros() as u64,
+            replied_us = started.elapsed().as_micros() as u64, "batch done");
     }
 }
 

@@ -372,26 +372,31 @@ pub async fn derive_inline(
     .fetch_one(&mut *tx)
     .await?;
     let mut savepoint = tx.begin().await?;
-    let derived = match derive_in(
+    let attempt = derive_in(
         &mut savepoint,
         service,
         first.position,
         last.position,
         recorded,
-    )
-    .await
-    {
-        Ok(Some(derived)) => {
+    );
+    let derived = match AssertUnwindSafe(attempt).catch_unwind().await {
+        Ok(Ok(Some(derived))) => {
             savepoint.commit().await?;
             derived
         }
-        Ok(None) => {
+        Ok(Ok(None)) => {
             savepoint.rollback().await?;
             DerivedInline::default()
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             savepoint.rollback().await?;
             tracing::debug!(error = %e, "inline derivation left to the deriver");
+            DerivedInline::default()
+        }
+        Err(_) => {
+            // The deriver meets the same panic and parks the event.
+            savepoint.rollback().await?;
+            tracing::warn!("inline derivation panicked; left to the deriver");
             DerivedInline::default()
         }
     };
@@ -409,7 +414,11 @@ async fn derive_in(
     last: u64,
     recorded: &[RecordedEvent],
 ) -> Result<Option<DerivedInline>> {
-    log::lock(tx, Service::Notifications).await?;
+    // The checkpoint row orders this with the deriver, which moves it in
+    // its own transaction: taken only when it is right before the batch
+    // and the deriver does not hold it. The notifications log's lock is
+    // taken only when there is a notification to append (a post, which
+    // notifies nobody, takes none).
     let at: Option<i64> = sqlx::query_scalar(
         "select position from notifications.deriver_checkpoints
          where service = $1 and position = $2 for update skip locked",
@@ -421,13 +430,11 @@ async fn derive_in(
     if at.is_none() {
         return Ok(None);
     }
-    let head = log::head(tx, Service::Notifications).await?;
-    let undecodable = derive_and_append(tx, recorded).await?;
+    let (undecodable, appended) = derive_and_append(tx, recorded, true).await?;
     if !undecodable.is_empty() {
         // The deriver parks them, with its record and log line.
         return Ok(None);
     }
-    let appended = log::read_after(tx, Service::Notifications, head, APPENDED_MAX).await?;
     let mut applied = Inline::of(Service::Notifications)
         .apply(tx, &appended)
         .await?;
@@ -444,7 +451,8 @@ async fn derive_in(
     });
     Ok(Some(DerivedInline {
         applied,
-        head: Some(appended.last().map_or(head, |e| e.position)),
+        // Nothing appended: nothing of this write to wait for.
+        head: Some(appended.last().map_or(0, |e| e.position)),
     }))
 }
 
@@ -517,6 +525,20 @@ async fn derive_up_to(
     let none = BTreeMap::new();
     let mut isolate = false;
     let inline = Inline::of(Service::Notifications);
+    // Most events were derived inline by the service that appended them:
+    // when the checkpoints already cover every target, there is nothing to
+    // lock for (checkpoints only move forward, so a covered target stays
+    // covered).
+    {
+        let mut conn = pool.acquire().await?;
+        let checkpoints = checkpoints(&mut conn).await?;
+        let covered = targets
+            .iter()
+            .all(|(service, target)| checkpoints.get(service).is_some_and(|c| c >= target));
+        if covered {
+            return Ok(());
+        }
+    }
     loop {
         let mut tx = pool.begin().await?;
         log::lock(&mut tx, Service::Notifications).await?;
@@ -626,11 +648,11 @@ async fn derive_guarded(
     tx: &mut PgConnection,
     work: &[RecordedEvent],
 ) -> Result<Vec<ParkedCause>, Failed> {
-    match AssertUnwindSafe(derive_and_append(tx, work))
+    match AssertUnwindSafe(derive_and_append(tx, work, false))
         .catch_unwind()
         .await
     {
-        Ok(Ok(undecodable)) => Ok(undecodable),
+        Ok(Ok((undecodable, _))) => Ok(undecodable),
         Ok(Err(e)) if deterministic(&e) => Err(Failed::Deterministic(e.to_string())),
         Ok(Err(e)) => Err(Failed::Transient(e)),
         Err(panic) => {
@@ -798,12 +820,15 @@ pub async fn retry_parked(pool: &PgPool) -> Result<RetryReport> {
 
 /// Derives the notifications of `work` (each log's events in position
 /// order) and appends the new ones, inside the caller's transaction, which
-/// holds the notifications log's append lock. Returns the events that do
-/// not decode (nothing is derived from them), to be parked.
+/// holds the notifications log's append lock, or takes it (`lock_first`)
+/// once it knows there is something to append. Returns the events that do
+/// not decode (nothing is derived from them), to be parked, and the
+/// notifications appended.
 async fn derive_and_append(
     tx: &mut PgConnection,
     work: &[RecordedEvent],
-) -> Result<Vec<ParkedCause>> {
+    lock_first: bool,
+) -> Result<(Vec<ParkedCause>, Vec<RecordedEvent>)> {
     let mut sources = Vec::with_capacity(work.len());
     let mut undecodable = Vec::new();
     for e in work {
@@ -851,7 +876,10 @@ async fn derive_and_append(
         .await?;
     }
     if candidates.is_empty() {
-        return Ok(undecodable);
+        return Ok((undecodable, Vec::new()));
+    }
+    if lock_first {
+        log::lock(tx, Service::Notifications).await?;
     }
     let recipients: Vec<Uuid> = candidates.iter().map(|(_, n)| n.user_id).collect();
     let ids: Vec<Uuid> = candidates.iter().map(|(_, n)| n.notification_id).collect();
@@ -872,9 +900,9 @@ async fn derive_and_append(
             });
         }
     }
-    log::append(tx, Service::Notifications, pending).await?;
+    let appended = log::append(tx, Service::Notifications, pending).await?;
     super::write(tx, &world, &changes).await?;
-    Ok(undecodable)
+    Ok((undecodable, appended))
 }
 
 /// The authors of the posts and comments `sources` react to or comment

@@ -458,6 +458,28 @@ async fn load(tx: &mut PgConnection, batch: &[(Context, Prepared)]) -> Result<Wo
     Ok(world)
 }
 
+/// The `posts.posts` rows of a batch, column by column.
+#[derive(Default)]
+struct PostRows<'a> {
+    ids: Vec<Uuid>,
+    authors: Vec<Uuid>,
+    nicknames: Vec<&'a str>,
+    titles: Vec<&'a str>,
+    contents: Vec<&'a str>,
+    /// Every post's categories, one after another.
+    categories: Vec<&'a str>,
+    /// Where each post's categories start and end in `categories`
+    /// (1-based, inclusive, as Postgres slices).
+    category_from: Vec<i32>,
+    category_to: Vec<i32>,
+    created: Vec<i64>,
+    deleted: Vec<bool>,
+    versions: Vec<i32>,
+    likes: Vec<i32>,
+    dislikes: Vec<i32>,
+    comment_counts: Vec<i32>,
+}
+
 /// Writes the touched rows of the world back, in the append transaction.
 async fn write_model(
     tx: &mut PgConnection,
@@ -466,50 +488,99 @@ async fn write_model(
     comments: &HashSet<Uuid>,
     reactions: &HashSet<(Uuid, Uuid)>,
 ) -> Result<()> {
+    // One statement per table for the whole batch. Postgres arrays cannot
+    // be ragged: the categories of every post travel in one array, each
+    // post naming its slice of it.
+    let mut p_rows = PostRows::default();
     for id in posts {
         let Some(p) = world.posts.get(id) else {
             continue;
         };
+        p_rows.ids.push(*id);
+        p_rows.authors.push(p.author_id);
+        p_rows.nicknames.push(p.author_nickname.as_str());
+        p_rows.titles.push(p.title.as_str());
+        p_rows.contents.push(p.content.as_str());
+        p_rows
+            .category_from
+            .push(p_rows.categories.len() as i32 + 1);
+        p_rows
+            .categories
+            .extend(p.categories.iter().map(String::as_str));
+        p_rows.category_to.push(p_rows.categories.len() as i32);
+        p_rows.created.push(p.created_at_us);
+        p_rows.deleted.push(p.deleted);
+        p_rows.versions.push(p.version as i32);
+        p_rows.likes.push(p.likes as i32);
+        p_rows.dislikes.push(p.dislikes as i32);
+        p_rows.comment_counts.push(p.comment_count as i32);
+    }
+    if !p_rows.ids.is_empty() {
         sqlx::query(
             "insert into posts.posts (post_id, author_id, author_nickname, title, content, categories,
                                       created_at_us, deleted, version, likes, dislikes, comment_count)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             select k.id, k.author, k.nickname, k.title, k.content,
+                    coalesce(($13::text[])[k.cfrom:k.cto], '{}'),
+                    k.created, k.deleted, k.version, k.likes, k.dislikes, k.comments
+             from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int[],
+                         $7::bigint[], $8::bool[], $9::int[], $10::int[], $11::int[], $12::int[],
+                         $14::int[])
+                  as k(id, author, nickname, title, content, cfrom,
+                       created, deleted, version, likes, dislikes, comments, cto)
              on conflict (post_id) do update set
                 title = excluded.title, content = excluded.content, categories = excluded.categories,
                 deleted = excluded.deleted, version = excluded.version, likes = excluded.likes,
                 dislikes = excluded.dislikes, comment_count = excluded.comment_count",
         )
-        .bind(id)
-        .bind(p.author_id)
-        .bind(&p.author_nickname)
-        .bind(&p.title)
-        .bind(&p.content)
-        .bind(&p.categories)
-        .bind(p.created_at_us)
-        .bind(p.deleted)
-        .bind(p.version as i32)
-        .bind(p.likes as i32)
-        .bind(p.dislikes as i32)
-        .bind(p.comment_count as i32)
+        .bind(&p_rows.ids)
+        .bind(&p_rows.authors)
+        .bind(&p_rows.nicknames)
+        .bind(&p_rows.titles)
+        .bind(&p_rows.contents)
+        .bind(&p_rows.category_from)
+        .bind(&p_rows.created)
+        .bind(&p_rows.deleted)
+        .bind(&p_rows.versions)
+        .bind(&p_rows.likes)
+        .bind(&p_rows.dislikes)
+        .bind(&p_rows.comment_counts)
+        .bind(&p_rows.categories)
+        .bind(&p_rows.category_to)
         .execute(&mut *tx)
         .await?;
     }
+    let (mut c_ids, mut c_posts, mut c_authors, mut c_deleted, mut c_likes, mut c_dislikes) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for id in comments {
         let Some(c) = world.comments.get(id) else {
             continue;
         };
+        c_ids.push(*id);
+        c_posts.push(c.post_id);
+        c_authors.push(c.author_id);
+        c_deleted.push(c.deleted);
+        c_likes.push(c.likes as i32);
+        c_dislikes.push(c.dislikes as i32);
+    }
+    if !c_ids.is_empty() {
         sqlx::query(
             "insert into posts.comments (comment_id, post_id, author_id, deleted, likes, dislikes)
-             values ($1, $2, $3, $4, $5, $6)
+             select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bool[], $5::int[], $6::int[])
              on conflict (comment_id) do update set
                 deleted = excluded.deleted, likes = excluded.likes, dislikes = excluded.dislikes",
         )
-        .bind(id)
-        .bind(c.post_id)
-        .bind(c.author_id)
-        .bind(c.deleted)
-        .bind(c.likes as i32)
-        .bind(c.dislikes as i32)
+        .bind(&c_ids)
+        .bind(&c_posts)
+        .bind(&c_authors)
+        .bind(&c_deleted)
+        .bind(&c_likes)
+        .bind(&c_dislikes)
         .execute(&mut *tx)
         .await?;
     }
