@@ -237,6 +237,11 @@ pub struct ServiceArgs {
     /// Most commands decided and appended in one transaction.
     #[arg(long, env = "FORUM_MAX_BATCH", default_value_t = 256)]
     pub max_batch: usize,
+    /// Batches of one service instance under way at once: with 2, the next
+    /// batch begins its transaction and waits for the append lock while
+    /// the current one holds it.
+    #[arg(long, env = "FORUM_BATCHES_IN_FLIGHT", default_value_t = 1)]
+    pub batches_in_flight: usize,
     /// Most password hashes (registrations, logins) waiting for a hashing
     /// thread in this process; more are refused at once with 503 and
     /// Retry-After.

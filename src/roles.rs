@@ -168,6 +168,7 @@ async fn run_service(
     setup::ensure_stream(&async_nats::jetstream::new(nats.clone()), &subjects).await?;
     let options = Options {
         max_batch: args.max_batch.max(1),
+        batches_in_flight: args.batches_in_flight.max(1),
         abort_after_commit: args.abort_after_commit,
         inline: args
             .inline_projections

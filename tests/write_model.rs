@@ -114,8 +114,8 @@ async fn post_where(sys: &System, id: &str, what: &str, check: impl Fn(&Value) -
 
 /// Waits until a connection of this database waits for an advisory lock:
 /// the posts service's batch queued behind the append lock the test holds.
-/// Until `n` batches wait for the append lock (the service runs two
-/// batchers: both must be plugged for the next commands to form one batch).
+/// Until `n` batches wait for the append lock (with n batchers, all must
+/// be plugged for the next commands to form one batch).
 async fn until_batches_wait_for_the_lock(pool: &sqlx::PgPool, n: i64) {
     common::eventually(WITHIN, "batches waiting for the append lock", || async {
         let waiting: i64 = sqlx::query_scalar(
@@ -133,7 +133,9 @@ async fn until_batches_wait_for_the_lock(pool: &sqlx::PgPool, n: i64) {
 
 #[tokio::test]
 async fn a_command_whose_text_cannot_be_stored_is_refused_and_the_rest_of_its_batch_commits() {
-    let sys = System::up().await;
+    // Two batchers, as `FORUM_BATCHES_IN_FLIGHT=2` runs them: both are
+    // plugged below, and the burst still forms one batch behind them.
+    let sys = System::up_with(&[("FORUM_BATCHES_IN_FLIGHT", "2")]).await;
     let (ada, ada_id) = sys.register("ada").await;
     let (_, bob_id) = sys.register("bob").await;
     let (ada_id, bob_id) = (uuid(&ada_id), uuid(&bob_id));
