@@ -141,26 +141,7 @@ pub fn render(event: &RecordedEvent) -> Result<Effect, DecodeError> {
 fn posts(event: PostEvent) -> Effect {
     match event {
         PostEvent::PostCreated(e) => frame("post.new", Audience::Everyone, &Post::from(e)),
-        PostEvent::PostEdited(e) => frame(
-            "post.updated",
-            Audience::Everyone,
-            &Post {
-                id: e.post_id,
-                author: Author {
-                    id: e.author_id,
-                    nickname: e.author_nickname,
-                },
-                title: e.title,
-                content: e.content,
-                categories: e.categories,
-                created_at: format_us(e.created_at_us),
-                edited_at: Some(format_us(e.edited_at_us)),
-                comment_count: e.comment_count as i32,
-                likes: e.likes as i32,
-                dislikes: e.dislikes as i32,
-                my_reaction: None,
-            },
-        ),
+        PostEvent::PostEdited(e) => frame("post.updated", Audience::Everyone, &Post::from(e)),
         PostEvent::PostDeleted(e) => frame(
             "post.deleted",
             Audience::Everyone,

@@ -3,7 +3,7 @@
 //! schema and its validation ([`Validate`]).
 
 use forum_commands::posts::validate::{Categories, CommentContent, PostContent, Title};
-use forum_events::posts::{CommentCreated, PostCreated, Reaction};
+use forum_events::posts::{CommentCreated, PostCreated, PostEdited, Reaction};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -55,6 +55,29 @@ pub struct Post {
     /// The reader's reaction: `like`, `dislike` or null (always null for
     /// anonymous readers).
     pub my_reaction: Option<String>,
+}
+
+impl From<PostEdited> for Post {
+    /// The post as an edit left it: what its `post.updated` frame carries
+    /// (`my_reaction` null, as for every reader of the feed).
+    fn from(e: PostEdited) -> Self {
+        Post {
+            id: e.post_id,
+            author: Author {
+                id: e.author_id,
+                nickname: e.author_nickname,
+            },
+            title: e.title,
+            content: e.content,
+            categories: e.categories,
+            created_at: format_us(e.created_at_us),
+            edited_at: Some(format_us(e.edited_at_us)),
+            comment_count: e.comment_count as i32,
+            likes: e.likes as i32,
+            dislikes: e.dislikes as i32,
+            my_reaction: None,
+        }
+    }
 }
 
 impl From<PostCreated> for Post {
