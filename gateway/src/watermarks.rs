@@ -291,8 +291,12 @@ impl Watermarks {
     /// projection and position) when a projection parked an event of the
     /// write as poison: the write is stored but cannot be shown.
     pub async fn wait(&self, positions: &[(Service, u64)]) -> Result<()> {
-        self.wait_until(positions, true, Instant::now() + self.inner.timeout)
-            .await
+        let deadline = Instant::now() + self.inner.timeout;
+        let (derived, own) = split(positions);
+        self.wait_until(&own, true, deadline).await?;
+        // The notifications head a posts or chat reply names is its batch's:
+        // an event parked there is another write's, not this one's.
+        self.wait_until(&derived, false, deadline).await
     }
 
     /// [`Watermarks::wait`], then, for a write that may cause
@@ -312,9 +316,7 @@ impl Watermarks {
     /// notification).
     pub async fn wait_notified(&self, positions: &[(Service, u64)]) -> Result<()> {
         let deadline = Instant::now() + self.inner.timeout;
-        let (derived, own): (Vec<_>, Vec<_>) = positions
-            .iter()
-            .partition(|(s, _)| *s == Service::Notifications);
+        let (derived, own) = split(positions);
         self.wait_until(&own, true, deadline).await?;
         if !derived.is_empty() {
             // Derived in the write's own transaction: its notifications are
@@ -340,5 +342,35 @@ impl Watermarks {
         // write's error.
         self.wait_until(&[(Service::Notifications, head as u64)], false, deadline)
             .await
+    }
+}
+
+/// Positions in the logs: (log, position).
+type Positions = Vec<(Service, u64)>;
+
+/// Splits a reply's positions into the notifications head that a posts or
+/// chat service names when it derived notifications in the write's
+/// transaction, and the positions the write itself wrote (all of them for
+/// the notifications service's own writes).
+fn split(positions: &[(Service, u64)]) -> (Positions, Positions) {
+    let wrote_elsewhere = positions.iter().any(|(s, _)| *s != Service::Notifications);
+    positions
+        .iter()
+        .partition(|(s, _)| wrote_elsewhere && *s == Service::Notifications)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_posts_reply_splits_off_its_derived_notifications_head_and_a_notifications_reply_keeps_its_own(
+    ) {
+        let (derived, own) = split(&[(Service::Posts, 7), (Service::Notifications, 3)]);
+        assert_eq!(derived, vec![(Service::Notifications, 3)]);
+        assert_eq!(own, vec![(Service::Posts, 7)]);
+        let (derived, own) = split(&[(Service::Notifications, 5)]);
+        assert!(derived.is_empty());
+        assert_eq!(own, vec![(Service::Notifications, 5)]);
     }
 }

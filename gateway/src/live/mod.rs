@@ -95,6 +95,9 @@ pub struct Live {
     pub typing: Typing,
     /// Tunables.
     pub settings: Arc<Settings>,
+    /// The presence task, awaited by [`Live::drain`]: its last act is
+    /// telling the other gateways that this one's users are gone.
+    presence_task: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Live {
@@ -125,7 +128,7 @@ impl Live {
         );
         let heartbeat = settings.heartbeat;
         let presence_stop = stop.clone();
-        tokio::spawn(async move {
+        let presence_task = tokio::spawn(async move {
             if let Err(e) = tracker.run(local_rx, heartbeat, presence_stop).await {
                 tracing::error!(error = %e, "presence stopped");
             }
@@ -150,15 +153,24 @@ impl Live {
             hub,
             typing,
             settings: Arc::new(settings),
+            presence_task: Arc::new(tokio::sync::Mutex::new(Some(presence_task))),
         })
     }
 
-    /// Waits (at most `within`) until every socket has closed; call after
-    /// the stop signal, which asks them to.
+    /// Waits (at most `within`) until every socket has closed and the
+    /// other gateways have been told this one's users are gone; call after
+    /// the stop signal, which asks for both. (A process that exited before
+    /// the presence task published its goodbye would leave its users
+    /// online elsewhere until their presence expires.)
     pub async fn drain(&self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         while !self.hub.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // At least a second for the goodbye, however long the sockets took.
+        let until = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
+        if let Some(task) = self.presence_task.lock().await.take() {
+            let _ = tokio::time::timeout_at(until, task).await;
         }
     }
 }
