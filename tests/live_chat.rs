@@ -315,6 +315,10 @@ async fn a_notification_frame_reaches_only_the_notified_user() {
     // a write answered just before the upgrade.
     let r = b.expect("reaction.updated", FRAME_WAIT).await;
     assert_eq!(
+        r["data"],
+        json!({"target": "post", "id": post, "likes": 0, "dislikes": 1})
+    );
+    assert_eq!(
         b.next(QUIET).await,
         None,
         "bob is not notified of his own act"
