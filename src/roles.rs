@@ -173,7 +173,8 @@ async fn run_service(
         inline: args
             .inline_projections
             .then(|| forum_projections::inline::Inline::of(service)),
-        derive_notifications: args.inline_projections && deriver::SOURCES.contains(&service),
+        derive_notifications: (args.inline_projections && deriver::SOURCES.contains(&service))
+            .then(|| forum_projections::inline::Inline::of(Service::Notifications)),
         ..Options::default()
     };
     match service {

@@ -65,15 +65,14 @@ impl Nicknames {
                 tracing::warn!(error = %e, "nickname look-up failed");
                 Rejection::Unavailable
             })?;
-        let mut fresh = Vec::with_capacity(rows.len());
-        for r in rows {
-            let pair: (Uuid, String) = (|| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))()
-                .map_err(|e| {
-                    tracing::error!(error = %e, "nickname look-up failed");
-                    Rejection::Internal
-                })?;
-            fresh.push(pair);
-        }
+        let fresh: Vec<(Uuid, String)> = rows
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("nickname")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| {
+                tracing::error!(error = %e, "nickname look-up failed");
+                Rejection::Internal
+            })?;
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if known.len() + fresh.len() > Self::CAPACITY {
             known.clear();

@@ -170,12 +170,13 @@ pub struct Options {
     /// leaves every read model to the projector.
     pub inline: Option<Inline>,
     /// Derive the notifications the batch's events cause in the append's
-    /// transaction too (see
-    /// [`crate::notifications::deriver::derive_inline`]); the write's
-    /// reply then names the notifications log's position, and its answer
-    /// waits for no other process. Only for the logs notifications are
-    /// derived from; the deriver does what this leaves.
-    pub derive_notifications: bool,
+    /// transaction too, applying these read models of the notifications
+    /// log (see [`crate::notifications::deriver::derive_inline`]); the
+    /// write's reply then names the notifications log's position, and its
+    /// answer waits for no other process. Only for the logs notifications
+    /// are derived from; the deriver does what this leaves. `None` leaves
+    /// it all to the deriver.
+    pub derive_notifications: Option<Inline>,
 }
 
 impl Default for Options {
@@ -187,7 +188,7 @@ impl Default for Options {
             abort_after_commit: false,
             retry_for: Duration::from_secs(2),
             inline: None,
-            derive_notifications: false,
+            derive_notifications: None,
         }
     }
 }
@@ -215,8 +216,8 @@ pub async fn serve<D: Domain>(
     if let Some(inline) = &options.inline {
         inline.prepare(&pool).await?;
     }
-    if options.derive_notifications {
-        Inline::of(Service::Notifications).prepare(&pool).await?;
+    if let Some(notifications) = &options.derive_notifications {
+        notifications.prepare(&pool).await?;
     }
     let mut sub = nats
         .queue_subscribe(subjects.commands_of(service), service.as_str().to_string())
@@ -797,8 +798,8 @@ async fn step<D: Domain>(
             applied = inline.apply(tx, &recorded).await?;
         }
         t_inline = t0.elapsed();
-        if options.derive_notifications {
-            let derived = deriver::derive_inline(tx, service, &recorded).await?;
+        if let Some(notifications) = &options.derive_notifications {
+            let derived = deriver::derive_inline(tx, service, &recorded, notifications).await?;
             applied.extend(derived.applied);
             notified = derived.head;
         }

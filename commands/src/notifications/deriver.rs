@@ -342,8 +342,8 @@ pub struct DerivedInline {
 
 /// Derives, in the transaction that has just appended `recorded` to
 /// `service`'s log (and holds its append lock), the notifications those
-/// events cause, appends them and applies the notifications read model
-/// inline, so that the write's answer waits for no other process and one
+/// events cause, appends them and applies `notifications` (the read models
+/// of the notifications log, built once by the caller) inline, so that the write's answer waits for no other process and one
 /// commit. The deriver's rules are the same ([`derive_and_append`]) and so
 /// is its checkpoint: this runs only when the checkpoint is right before
 /// the events (moving it past them), and otherwise leaves them to the
@@ -358,6 +358,7 @@ pub async fn derive_inline(
     tx: &mut PgConnection,
     service: Service,
     recorded: &[RecordedEvent],
+    notifications: &Inline,
 ) -> Result<DerivedInline> {
     let (Some(first), Some(last)) = (recorded.first(), recorded.last()) else {
         return Ok(DerivedInline::default());
@@ -372,13 +373,8 @@ pub async fn derive_inline(
     .fetch_one(&mut *tx)
     .await?;
     let mut savepoint = tx.begin().await?;
-    let attempt = derive_in(
-        &mut savepoint,
-        service,
-        first.position,
-        last.position,
-        recorded,
-    );
+    let span = (first.position, last.position);
+    let attempt = derive_in(&mut savepoint, service, span, recorded, notifications);
     let derived = match AssertUnwindSafe(attempt).catch_unwind().await {
         Ok(Ok(Some(derived))) => {
             savepoint.commit().await?;
@@ -410,9 +406,9 @@ pub async fn derive_inline(
 async fn derive_in(
     tx: &mut PgConnection,
     service: Service,
-    first: u64,
-    last: u64,
+    (first, last): (u64, u64),
     recorded: &[RecordedEvent],
+    notifications: &Inline,
 ) -> Result<Option<DerivedInline>> {
     // The checkpoint row orders this with the deriver, which moves it in
     // its own transaction: taken only when it is right before the batch
@@ -435,9 +431,7 @@ async fn derive_in(
         // The deriver parks them, with its record and log line.
         return Ok(None);
     }
-    let mut applied = Inline::of(Service::Notifications)
-        .apply(tx, &appended)
-        .await?;
+    let mut applied = notifications.apply(tx, &appended).await?;
     sqlx::query("update notifications.deriver_checkpoints set position = $2 where service = $1")
         .bind(service.as_str())
         .bind(last as i64)
