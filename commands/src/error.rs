@@ -14,6 +14,16 @@ pub enum Error {
     /// A read model applied inline, in the append's transaction.
     #[error("inline projection: {0}")]
     Projection(#[from] forum_projections::Error),
+    /// Deriving notifications inline met what the deriver parks (an event
+    /// that does not decode, a panic).
+    #[error("inline derivation: {0}")]
+    Derivation(String),
+    /// Work done inline without savepoints
+    /// ([`forum_projections::inline::Guard::Fast`]) failed: the runtime
+    /// tries the batch again at once with savepoints, where such a failure
+    /// leaves the work to the projector or the deriver.
+    #[error("unguarded inline work: {0}")]
+    Unguarded(Box<Error>),
 }
 
 impl From<sqlx::Error> for Error {
@@ -60,6 +70,8 @@ impl Error {
                 forum_projections::error::Failure::Transient => Class::Transient,
                 forum_projections::error::Failure::Deterministic => Class::Permanent,
             },
+            Error::Derivation(_) => Class::Permanent,
+            Error::Unguarded(e) => e.class(),
         }
     }
 }

@@ -10,15 +10,22 @@
 //! Grouping concurrent commands into one transaction and one multi-row
 //! insert is what lets an event-sourced write path keep up with a plain
 //! CRUD server: the commit, the lock and the insert are paid once a batch.
-//! Several batchers may take turns ([`Options::batches_in_flight`], 1 by
-//! default): while one holds the append lock, the next has begun its
-//! transaction and waits for it, then loads its state. Measured on two
-//! cores it made batches smaller and the service slower (W1 posts 0.39×
-//! the CRUD floor with two, 0.44× with one), so it stays an option.
+//! A batcher waits for a first command, then begins its transaction and
+//! takes the append lock in one round trip ([`log::begin_locked`]), and only
+//! then takes every command queued by that time: the batch gathers what
+//! arrived while the previous batch held the lock. Several batchers may take
+//! turns ([`Options::batches_in_flight`], 1 by default): the one waiting for
+//! the lock holds the queue, the others reply.
 //! The read models of the service's log are applied in that same
 //! transaction ([`Options::inline`]) and announced before the replies, so
 //! an acknowledged write waits for exactly one durable commit, shared by
-//! its whole batch.
+//! its whole batch. That inline work runs unguarded first
+//! ([`Guard::Fast`]: no savepoints, each checkpoint taken and moved in one
+//! statement), so a batch of posts costs about nine statements under the
+//! lock; when it fails, the batch is tried again at once with savepoints
+//! ([`Guard::Careful`]), where such a failure leaves the work to the
+//! projector or the deriver and never refuses the write, and the batcher
+//! stays careful for a second.
 //!
 //! A batch's transaction that fails is classified ([`Class`]): a transient
 //! failure is tried again with a bounded backoff; any other one is data that
@@ -42,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use forum_events::{subject::Subjects, Metadata, NewEvent, RecordedEvent, Service};
-use forum_projections::inline::{Applied, Inline};
+use forum_projections::inline::{Applied, Guard, Inline};
 use forum_store::log::{self, Pending};
 use forum_store::outcomes::{self, Digest};
 use futures::StreamExt;
@@ -153,10 +160,11 @@ pub struct Options {
     /// Most commands being prepared at once.
     pub max_in_flight: usize,
     /// Batches under way at once: while one holds the service's append
-    /// lock, the next one begins its transaction and waits for the lock,
-    /// and a third replies, so the lock is not idle between batches (each
-    /// decides on what the previous ones committed, since it loads its
-    /// state once it holds the lock).
+    /// lock, the next one has begun its transaction and waits for the lock
+    /// with the queue in hand (it takes the commands queued by the time it
+    /// has the lock), and the others reply. Each decides on what the
+    /// previous ones committed, since it loads its state once it holds the
+    /// lock.
     pub batches_in_flight: usize,
     /// Test-only fault injection: abort the process right after the first
     /// commit, before anything is published or replied.
@@ -346,17 +354,33 @@ async fn batcher<D: Domain>(
     jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job<D>>>>,
 ) {
     let mut batch = Vec::with_capacity(options.max_batch);
+    let mut guards = Guards::default();
     loop {
-        // One batcher takes what is waiting while the others decide or
-        // reply; the append lock orders their transactions.
-        let taken = jobs
-            .lock()
-            .await
-            .recv_many(&mut batch, options.max_batch)
-            .await;
-        if taken == 0 {
+        // Wait for work, begin the transaction and take the append lock
+        // (while another batcher may still hold it), then take everything
+        // waiting by then: a batch gathers what arrived during the previous
+        // batch's transaction, and the lock passes from one batcher to the
+        // next without a round trip in between.
+        let mut queue = jobs.lock().await;
+        let Some(first) = queue.recv().await else {
             break;
+        };
+        batch.push(first);
+        let opened = match log::begin_locked(&pool, D::SERVICE).await {
+            Ok(tx) => Some(tx),
+            Err(e) => {
+                // The batch's first try begins again, with its retries.
+                tracing::debug!(service = %D::SERVICE, error = %e, "could not begin a batch");
+                None
+            }
+        };
+        while batch.len() < options.max_batch {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
         }
+        drop(queue);
         let jobs_now = std::mem::take(&mut batch);
         let (ctxs, rest): (Vec<_>, Vec<_>) = jobs_now
             .into_iter()
@@ -364,16 +388,73 @@ async fn batcher<D: Domain>(
             .unzip();
         let started = Instant::now();
         let n = ctxs.len();
-        let (replies, applied) = decide_batch(&*domain, &pool, ctxs, &options).await;
+        let (replies, applied) =
+            decide_batch(&*domain, &pool, ctxs, &options, opened, &mut guards).await;
         let decided = started.elapsed();
         // The read models first: a gateway that gets a reply then finds
         // them at its positions.
         applied.announce(&nats, &subjects).await;
+        let heads = heads(&replies);
         for (reply, to) in replies.into_iter().zip(rest) {
             respond(&nats, to, reply).await;
         }
+        // Wake the logs' followers, off the batch's path.
+        if !heads.is_empty() {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                if let Err(e) = log::announce(&pool, &heads).await {
+                    tracing::debug!(error = %e, "new heads not announced; followers look every second");
+                }
+            });
+        }
         tracing::debug!(service = %D::SERVICE, n, decided_us = decided.as_micros() as u64,
             replied_us = started.elapsed().as_micros() as u64, "batch done");
+    }
+}
+
+/// The last position each log reached in these replies.
+fn heads<T>(replies: &[Reply<T>]) -> Vec<(Service, u64)> {
+    let mut heads: Vec<(Service, u64)> = Vec::new();
+    for reply in replies {
+        let Reply::Accepted { positions, .. } = reply else {
+            continue;
+        };
+        for &(service, position) in positions {
+            match heads.iter_mut().find(|(s, _)| *s == service) {
+                Some((_, at)) => *at = (*at).max(position),
+                None if position > 0 => heads.push((service, position)),
+                None => {}
+            }
+        }
+    }
+    heads
+}
+
+/// A transaction begun by [`log::begin_locked`].
+type Transaction = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// How long inline work stays guarded by savepoints after it failed
+/// unguarded (a read model's table locked for maintenance would otherwise
+/// cost every batch a failed try).
+const GUARDED_FOR: Duration = Duration::from_secs(1);
+
+/// Which [`Guard`] a batcher's inline work runs under: [`Guard::Fast`]
+/// unless it failed so within [`GUARDED_FOR`].
+#[derive(Debug, Default)]
+struct Guards {
+    careful_until: Option<Instant>,
+}
+
+impl Guards {
+    fn next(&self) -> Guard {
+        match self.careful_until {
+            Some(until) if Instant::now() < until => Guard::Careful,
+            _ => Guard::Fast,
+        }
+    }
+
+    fn failed(&mut self) {
+        self.careful_until = Some(Instant::now() + GUARDED_FOR);
     }
 }
 
@@ -424,7 +505,9 @@ pub(crate) async fn run_batch<D: Domain>(
     batch: Vec<(Context, D::Prepared)>,
     options: &Options,
 ) -> Vec<Reply<D::Data>> {
-    decide_batch(domain, pool, batch, options).await.0
+    decide_batch(domain, pool, batch, options, None, &mut Guards::default())
+        .await
+        .0
 }
 
 /// Decides and appends a batch in one transaction, and answers every
@@ -449,6 +532,8 @@ async fn decide_batch<D: Domain>(
     pool: &PgPool,
     batch: Vec<(Context, D::Prepared)>,
     options: &Options,
+    mut opened: Option<Transaction>,
+    guards: &mut Guards,
 ) -> (Vec<Reply<D::Data>>, Applied) {
     let service = D::SERVICE;
     let mut applied = Applied::default();
@@ -477,9 +562,10 @@ async fn decide_batch<D: Domain>(
     while !items.is_empty() {
         let n = items.len();
         let tried = if isolating {
-            commit_isolating(domain, pool, &items, options).await
+            commit_isolating(domain, pool, &items, options, opened.take()).await
         } else {
-            commit(domain, pool, &items, options).await
+            let guard = guards.next();
+            commit(domain, pool, &items, options, opened.take(), guard).await
         };
         let e = match tried {
             Ok((replies, inline)) => {
@@ -503,6 +589,14 @@ async fn decide_batch<D: Domain>(
                 tracing::error!(%service, error = %e, n, "commit outcome unknown; not retried");
                 fill(&mut answers, &slots, || Rejection::Internal);
                 break;
+            }
+            Err(Failed::RolledBack(Error::Unguarded(e))) => {
+                // Optional work failed without a savepoint: at once again,
+                // with savepoints, where it is left to the projector or the
+                // deriver.
+                tracing::debug!(%service, error = %e, n, "inline work failed; trying again guarded");
+                guards.failed();
+                continue;
             }
             Err(Failed::RolledBack(e)) => e,
         };
@@ -653,22 +747,26 @@ async fn commit<D: Domain>(
     pool: &PgPool,
     batch: &[(Context, D::Prepared)],
     options: &Options,
+    opened: Option<Transaction>,
+    guard: Guard,
 ) -> std::result::Result<(Vec<Reply<D::Data>>, Applied), Failed<D::Data>> {
     let t0 = Instant::now();
-    let mut tx = pool.begin().await?;
+    let mut tx = match opened {
+        Some(tx) => tx,
+        None => log::begin_locked(pool, D::SERVICE).await?,
+    };
     let t_begin = t0.elapsed();
-    log::lock(&mut tx, D::SERVICE).await?;
     let known = known_outcomes::<D>(&mut tx, batch).await?;
     if !known.is_empty() {
         return Err(Failed::Known(known));
     }
     let t_locked = t0.elapsed();
     let now = chrono::Utc::now().timestamp_micros();
-    let (replies, written, applied) = step(domain, &mut tx, batch, now, options).await?;
+    let (replies, written, applied) = step(domain, &mut tx, batch, now, options, guard).await?;
     let t_step = t0.elapsed();
     finish(tx, options, written).await?;
-    tracing::trace!(service = %D::SERVICE, begin_us = t_begin.as_micros() as u64,
-        lock_us = (t_locked - t_begin).as_micros() as u64,
+    tracing::trace!(service = %D::SERVICE, ?guard, begin_us = t_begin.as_micros() as u64,
+        known_us = (t_locked - t_begin).as_micros() as u64,
         step_us = (t_step - t_locked).as_micros() as u64,
         commit_us = (t0.elapsed() - t_step).as_micros() as u64, "batch transaction");
     Ok((replies, applied))
@@ -700,9 +798,12 @@ async fn commit_isolating<D: Domain>(
     pool: &PgPool,
     batch: &[(Context, D::Prepared)],
     options: &Options,
+    opened: Option<Transaction>,
 ) -> std::result::Result<(Vec<Reply<D::Data>>, Applied), Failed<D::Data>> {
-    let mut tx = pool.begin().await?;
-    log::lock(&mut tx, D::SERVICE).await?;
+    let mut tx = match opened {
+        Some(tx) => tx,
+        None => log::begin_locked(pool, D::SERVICE).await?,
+    };
     let known = known_outcomes::<D>(&mut tx, batch).await?;
     if !known.is_empty() {
         return Err(Failed::Known(known));
@@ -721,7 +822,7 @@ async fn commit_isolating<D: Domain>(
         }
         let part = &batch[from..to];
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match step(domain, &mut savepoint, part, now, options).await {
+        match step(domain, &mut savepoint, part, now, options, Guard::Careful).await {
             Ok((part_replies, part_written, part_applied)) => {
                 savepoint.commit().await?;
                 written |= part_written;
@@ -764,6 +865,7 @@ async fn step<D: Domain>(
     batch: &[(Context, D::Prepared)],
     now: i64,
     options: &Options,
+    guard: Guard,
 ) -> Result<(Vec<Reply<D::Data>>, bool, Applied)> {
     let service = D::SERVICE;
     let t0 = Instant::now();
@@ -794,12 +896,22 @@ async fn step<D: Domain>(
     let (mut t_inline, mut t_derive) = (t_append, t_append);
     if !recorded.is_empty() {
         domain.recorded(tx, &recorded).await?;
+        // Unguarded, their failures are not the batch's: tried again.
+        let unguarded = |e: Error| match guard {
+            Guard::Fast => Error::Unguarded(Box::new(e)),
+            Guard::Careful => e,
+        };
         if let Some(inline) = &options.inline {
-            applied = inline.apply(tx, &recorded).await?;
+            applied = inline
+                .apply(tx, &recorded, guard)
+                .await
+                .map_err(|e| unguarded(e.into()))?;
         }
         t_inline = t0.elapsed();
         if let Some(notifications) = &options.derive_notifications {
-            let derived = deriver::derive_inline(tx, service, &recorded, notifications).await?;
+            let derived = deriver::derive_inline(tx, service, &recorded, notifications, guard)
+                .await
+                .map_err(unguarded)?;
             applied.extend(derived.applied);
             notified = derived.head;
         }

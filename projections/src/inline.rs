@@ -13,8 +13,12 @@
 //! the row). A rebuilt version fills from the logs beside the live one, as
 //! before; once it is made live, the inline path follows it.
 //!
-//! An event the projection cannot apply is parked as poison, as the
-//! projector would, inside a savepoint: it never refuses the write.
+//! The first try is unguarded ([`Guard::Fast`]: the checkpoints taken and
+//! moved in one statement, no savepoint), and any failure fails the write's
+//! transaction, which the command runtime then tries again guarded
+//! ([`Guard::Careful`]): each projection inside a savepoint, an event it
+//! cannot apply parked as poison as the projector would, a locked table
+//! left to the projector. Either way it never refuses the write.
 
 use std::sync::Arc;
 
@@ -123,21 +127,100 @@ impl Inline {
     /// Applies `events`, just appended to the log in the caller's
     /// transaction (which holds the log's append lock), to the live version
     /// of every projection, moving their checkpoints, when each checkpoint
-    /// is right before them. A projection whose checkpoint row the projector
-    /// holds, whose checkpoint lags, or whose tables are locked for longer than
-    /// 250 ms (or that fails transiently), is left to the projector.
+    /// is right before them and no projector holds it. A projection whose
+    /// checkpoint lags or is held is left to the projector.
+    ///
+    /// With [`Guard::Fast`] this takes the checkpoints and moves them in one
+    /// statement, then applies: a failure of any kind fails the caller's
+    /// transaction (which then tries again with [`Guard::Careful`]). With
+    /// [`Guard::Careful`] each projection runs in a savepoint: one whose
+    /// tables are locked for longer than 250 ms, or that fails transiently,
+    /// is left to the projector; an event it cannot apply is parked.
     ///
     /// # Errors
-    /// Transient database failures (the caller tries its transaction
-    /// again); an event that cannot be applied is parked, not an error.
-    pub async fn apply(&self, tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<Applied> {
-        let mut applied = Applied::default();
+    /// Any failure with [`Guard::Fast`]; with [`Guard::Careful`], transient
+    /// failures of the transaction itself (an event that cannot be applied
+    /// is parked, not an error).
+    pub async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+        guard: Guard,
+    ) -> Result<Applied> {
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            return Ok(applied);
+            return Ok(Applied::default());
         };
         if self.projections.is_empty() {
-            return Ok(applied);
+            return Ok(Applied::default());
         }
+        match guard {
+            Guard::Fast => {
+                self.apply_fast(tx, events, first.position, last.position)
+                    .await
+            }
+            Guard::Careful => {
+                self.apply_careful(tx, events, first.position, last.position)
+                    .await
+            }
+        }
+    }
+
+    async fn apply_fast(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+        first: u64,
+        last: u64,
+    ) -> Result<Applied> {
+        let names: Vec<&str> = self.projections.iter().map(|p| p.name()).collect();
+        // The live versions whose checkpoints are right before these events
+        // and not held (a row not taken is not locked), moved past them.
+        let taken: Vec<(String, i32)> = sqlx::query_as(
+            "with taken as (
+               select c.projection, c.version from proj.checkpoints c
+               join proj.registry r on r.projection = c.projection and r.version = c.version
+               where r.state = 'live' and c.projection = any($1) and c.service = $2
+                 and c.position = $3
+               for update of c skip locked)
+             update proj.checkpoints c set position = $4 from taken
+             where c.projection = taken.projection and c.version = taken.version
+               and c.service = $2
+             returning c.projection, c.version",
+        )
+        .bind(&names)
+        .bind(self.service.as_str())
+        .bind(first as i64 - 1)
+        .bind(last as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut applied = Applied::default();
+        for p in &self.projections {
+            let Some(version) = taken
+                .iter()
+                .find(|(name, _)| name == p.name())
+                .map(|(_, v)| *v as u32)
+            else {
+                continue;
+            };
+            poison::apply_guarded(tx, &**p, &p.schema(version), events).await?;
+            applied.progress.push(Progress {
+                projection: p.name().to_string(),
+                version,
+                service: self.service,
+                position: last,
+            });
+        }
+        Ok(applied)
+    }
+
+    async fn apply_careful(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+        first: u64,
+        last: u64,
+    ) -> Result<Applied> {
+        let mut applied = Applied::default();
         // A read model must not stall the writes: a lock held on its
         // tables (a long statement, maintenance) ends the wait after
         // LOCK_TIMEOUT, and the projector applies these events once it can.
@@ -161,7 +244,7 @@ impl Inline {
             )
             .bind(p.name())
             .bind(self.service.as_str())
-            .bind(first.position as i64 - 1)
+            .bind(first as i64 - 1)
             .fetch_optional(&mut *tx)
             .await?;
             let Some(version) = version.map(|v| v as u32) else {
@@ -190,12 +273,12 @@ impl Inline {
                     parked
                 }
             };
-            registry::set_checkpoint(tx, p.name(), version, self.service, last.position).await?;
+            registry::set_checkpoint(tx, p.name(), version, self.service, last).await?;
             applied.progress.push(Progress {
                 projection: p.name().to_string(),
                 version,
                 service: self.service,
-                position: last.position,
+                position: last,
             });
             if !parked.is_empty() {
                 applied.parked.push((p.name().to_string(), version, parked));
@@ -207,4 +290,18 @@ impl Inline {
             .await?;
         Ok(applied)
     }
+}
+
+/// How an inline application guards the write it rides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// No savepoint: the checkpoints are taken and moved in one statement,
+    /// and any failure (a lock wait past the transaction's bound, an event
+    /// that cannot be applied) fails the caller's transaction, to be tried
+    /// again [`Guard::Careful`]ly. The common case in the fewest round
+    /// trips under the append lock.
+    Fast,
+    /// Each projection in a savepoint of its own: a failure never fails the
+    /// caller's transaction (see [`Inline::apply`]).
+    Careful,
 }

@@ -11,6 +11,7 @@ use forum_events::posts::{
 };
 use forum_events::{Metadata, NewEvent, RecordedEvent, Service};
 use forum_projections::error::{sqlstate_failure, sqlx_failure, store_failure, Failure};
+use forum_projections::inline::{Guard, Inline};
 use forum_projections::poison::{self, Parked};
 use forum_projections::posts::Posts;
 use forum_projections::{registry, runner, Error, Projection};
@@ -583,5 +584,104 @@ async fn retry_poison_applies_a_fixed_event_in_stream_order_and_keeps_failing_on
         ),
         (2, 1)
     );
+    drop_database(pool, &db).await;
+}
+
+/// Appends `events` to the posts log in `tx` (which holds its append lock).
+async fn append_in(tx: &mut PgConnection, events: &[PostEvent]) -> Vec<RecordedEvent> {
+    let pending = events
+        .iter()
+        .map(|e| Pending {
+            event: NewEvent::new(e.post_id(), 1, Uuid::new_v4(), e),
+            metadata: Metadata {
+                correlation_id: Uuid::new_v4(),
+                causation_id: Uuid::new_v4(),
+                actor: None,
+                recorded_at_us: 1_700_000_000_000_000,
+            },
+        })
+        .collect();
+    log::append(tx, Service::Posts, pending)
+        .await
+        .expect("append")
+}
+
+#[tokio::test]
+async fn inline_fast_moves_the_checkpoint_with_the_rows_and_fails_where_careful_parks_or_skips() {
+    let (pool, db) = fresh_database().await;
+    registry::ensure_live(&pool, &Posts).await.expect("live");
+    let inline = Inline::of(Service::Posts);
+    let shown = |id: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("select count(*) from proj_posts_v1.posts where id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+
+    // Fast: applied, and the checkpoint moved, in the append's transaction.
+    let a = Uuid::new_v4();
+    let mut tx = log::begin_locked(&pool, Service::Posts)
+        .await
+        .expect("begin");
+    let recorded = append_in(&mut tx, &[post(a, "fine")]).await;
+    let applied = inline
+        .apply(&mut tx, &recorded, Guard::Fast)
+        .await
+        .expect("applied");
+    tx.commit().await.expect("commit");
+    assert_eq!(applied.progress.len(), 1, "{applied:?}");
+    assert_eq!(applied.progress[0].position, 1);
+    assert_eq!(posts_checkpoint(&pool).await, 1);
+    assert_eq!(shown(a).await, 1);
+
+    // An event the read model cannot store: fast fails the transaction
+    // (rolled back whole, the append with it), careful parks it and moves on.
+    let b = Uuid::new_v4();
+    let mut tx = log::begin_locked(&pool, Service::Posts)
+        .await
+        .expect("begin");
+    let recorded = append_in(&mut tx, &[post(b, "nul \0 inside")]).await;
+    assert!(inline.apply(&mut tx, &recorded, Guard::Fast).await.is_err());
+    tx.rollback().await.expect("rollback");
+    assert_eq!(posts_checkpoint(&pool).await, 1);
+    let mut tx = log::begin_locked(&pool, Service::Posts)
+        .await
+        .expect("begin");
+    let recorded = append_in(&mut tx, &[post(b, "nul \0 inside")]).await;
+    let applied = inline
+        .apply(&mut tx, &recorded, Guard::Careful)
+        .await
+        .expect("careful never fails on an event");
+    tx.commit().await.expect("commit");
+    assert_eq!(applied.parked.len(), 1, "{applied:?}");
+    assert_eq!(posts_checkpoint(&pool).await, 2);
+    assert_eq!(parked_rows(&pool).await.len(), 1);
+
+    // A checkpoint the projector holds: fast leaves the events to it,
+    // without waiting and without applying anything.
+    let mut projector = pool.begin().await.expect("begin");
+    sqlx::query("select position from proj.checkpoints where projection = 'posts' for update")
+        .execute(&mut *projector)
+        .await
+        .expect("hold the checkpoint");
+    let c = Uuid::new_v4();
+    let mut tx = log::begin_locked(&pool, Service::Posts)
+        .await
+        .expect("begin");
+    let recorded = append_in(&mut tx, &[post(c, "later")]).await;
+    let applied = inline
+        .apply(&mut tx, &recorded, Guard::Fast)
+        .await
+        .expect("skipped, not failed");
+    tx.commit().await.expect("commit");
+    projector.rollback().await.expect("release");
+    assert!(applied.progress.is_empty(), "{applied:?}");
+    assert_eq!(posts_checkpoint(&pool).await, 2);
+    assert_eq!(shown(c).await, 0, "left to the projector");
+
     drop_database(pool, &db).await;
 }

@@ -40,6 +40,33 @@ pub async fn lock(tx: &mut PgConnection, service: Service) -> Result<()> {
     Ok(())
 }
 
+/// How long a lock wait may last, in a transaction begun by
+/// [`begin_locked`], once it holds the append lock: whatever it waits for
+/// then (a read model's table, another log's lock) is optional work that
+/// gives up rather than stall the log's writes.
+pub const LOCKED_WAIT: &str = "250ms";
+
+/// Takes a connection from `pool` and begins a transaction that holds the
+/// service's append lock (see [`lock`]), in one round trip; later lock
+/// waits of the transaction are bounded by [`LOCKED_WAIT`] (the wait for
+/// the append lock itself is not).
+///
+/// # Errors
+/// Database failure.
+pub async fn begin_locked(
+    pool: &sqlx::PgPool,
+    service: Service,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    // Integers of ours and a constant: nothing to quote. A simple query
+    // (several statements, one round trip) cannot take parameters.
+    let statement = format!(
+        "begin; select pg_advisory_xact_lock({APPEND_LOCK_CLASS}, {}); \
+         set local lock_timeout = '{LOCKED_WAIT}'",
+        service_key(service)
+    );
+    Ok(pool.begin_with(statement).await?)
+}
+
 /// An event with the metadata it is stored with.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -49,9 +76,9 @@ pub struct Pending {
     pub metadata: Metadata,
 }
 
-/// Appends events to the log in one multi-row insert and announces them.
-/// The caller must hold [`lock`] in the same transaction. Returns the
-/// recorded events with their positions.
+/// Appends events to the log in one multi-row insert. The caller must hold
+/// [`lock`] in the same transaction, and [`announce`] the new head once it
+/// has committed. Returns the recorded events with their positions.
 ///
 /// # Errors
 /// [`crate::Error::Conflict`] when a (stream, version) already exists: a
@@ -64,14 +91,7 @@ pub async fn append(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let head: i64 = sqlx::query_scalar(&format!(
-        "select coalesce(max(position), 0) from {}.events",
-        service.as_str()
-    ))
-    .fetch_one(&mut *tx)
-    .await?;
     let n = events.len();
-    let mut positions = Vec::with_capacity(n);
     let mut streams = Vec::with_capacity(n);
     let mut versions = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
@@ -82,8 +102,7 @@ pub async fn append(
     let mut causations = Vec::with_capacity(n);
     let mut actors = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
-    for (i, p) in events.iter().enumerate() {
-        positions.push(head + 1 + i as i64);
+    for p in &events {
         streams.push(p.event.stream_id);
         versions.push(p.event.version as i32);
         ids.push(p.event.event_id);
@@ -95,15 +114,28 @@ pub async fn append(
         actors.push(p.metadata.actor);
         times.push(to_time(p.metadata.recorded_at_us));
     }
-    sqlx::query(&format!(
-        "insert into {}.events (position, stream_id, version, event_id, event_type, schema_version,
-                                payload, correlation_id, causation_id, actor, recorded_at)
-         select * from unnest($1::bigint[], $2::uuid[], $3::int[], $4::uuid[], $5::text[],
-                              $6::smallint[], $7::bytea[], $8::uuid[], $9::uuid[], $10::uuid[],
-                              $11::timestamptz[])",
-        service.as_str()
+    // One statement, one round trip under the lock: the head and the rows
+    // after it in the given order. A data-modifying CTE runs whether or not
+    // the outer query reads it.
+    let head: i64 = sqlx::query_scalar(&format!(
+        "with head as (select coalesce(max(position), 0) as at from {log}.events),
+         appended as (
+           insert into {log}.events (position, stream_id, version, event_id, event_type,
+                                     schema_version, payload, correlation_id, causation_id,
+                                     actor, recorded_at)
+           select head.at + e.n, e.stream_id, e.version, e.event_id, e.event_type,
+                  e.schema_version, e.payload, e.correlation_id, e.causation_id, e.actor,
+                  e.recorded_at
+           from head, unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::smallint[],
+                             $6::bytea[], $7::uuid[], $8::uuid[], $9::uuid[],
+                             $10::timestamptz[])
+                with ordinality as e(stream_id, version, event_id, event_type, schema_version,
+                                     payload, correlation_id, causation_id, actor,
+                                     recorded_at, n)
+           returning 1)
+         select head.at from head",
+        log = service.as_str()
     ))
-    .bind(&positions)
     .bind(&streams)
     .bind(&versions)
     .bind(&ids)
@@ -114,14 +146,8 @@ pub async fn append(
     .bind(&causations)
     .bind(&actors)
     .bind(&times)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    let last = head + n as i64;
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(channel(service))
-        .bind(last.to_string())
-        .execute(&mut *tx)
-        .await?;
     Ok(events
         .into_iter()
         .enumerate()
@@ -137,6 +163,30 @@ pub async fn append(
             metadata: p.metadata,
         })
         .collect())
+}
+
+/// Wakes whoever follows these logs (the outbox relays, the projectors)
+/// with their new heads: call it once the transaction that appended up to
+/// them has committed. It runs outside that transaction on purpose: a
+/// NOTIFY takes a lock of the whole server at commit, which an append
+/// holding its log's lock must not wait for. Followers also look every
+/// second, so a head that is never announced (the process died right after
+/// its commit) is found all the same.
+///
+/// # Errors
+/// Database failure.
+pub async fn announce(pool: &sqlx::PgPool, heads: &[(Service, u64)]) -> Result<()> {
+    if heads.is_empty() {
+        return Ok(());
+    }
+    let channels: Vec<String> = heads.iter().map(|(s, _)| channel(*s)).collect();
+    let positions: Vec<String> = heads.iter().map(|(_, p)| p.to_string()).collect();
+    sqlx::query("select pg_notify(c, p) from unnest($1::text[], $2::text[]) as t(c, p)")
+        .bind(&channels)
+        .bind(&positions)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// Reads up to `limit` events after `after`, in position order.

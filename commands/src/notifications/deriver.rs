@@ -54,7 +54,7 @@ use forum_events::chat::ChatEvent;
 use forum_events::posts::{PostEvent, Reaction};
 use forum_events::progress::Progress;
 use forum_events::{subject::Subjects, Metadata, RecordedEvent, Service};
-use forum_projections::inline::{Applied, Inline};
+use forum_projections::inline::{Applied, Guard, Inline};
 use forum_store::log::{self, Pending};
 use futures::{FutureExt, StreamExt};
 use sqlx::{Acquire, PgConnection, PgPool, Row};
@@ -343,28 +343,43 @@ pub struct DerivedInline {
 /// Derives, in the transaction that has just appended `recorded` to
 /// `service`'s log (and holds its append lock), the notifications those
 /// events cause, appends them and applies `notifications` (the read models
-/// of the notifications log, built once by the caller) inline, so that the write's answer waits for no other process and one
-/// commit. The deriver's rules are the same ([`derive_and_append`]) and so
-/// is its checkpoint: this runs only when the checkpoint is right before
-/// the events (moving it past them), and otherwise leaves them to the
-/// deriver, which skips whatever the checkpoint covers. Whatever fails
-/// here (the lock is held for longer than 250 ms, an event the deriver
-/// would park) is rolled back to a savepoint and left to the deriver too:
-/// it never refuses the write.
+/// of the notifications log, built once by the caller) inline, so that the
+/// write's answer waits for no other process and one commit. The deriver's
+/// rules are the same ([`derive_and_append`]) and so is its checkpoint:
+/// this runs only when the checkpoint is right before the events (moving
+/// it past them), and otherwise leaves them to the deriver, which skips
+/// whatever the checkpoint covers.
+///
+/// With [`Guard::Fast`] nothing is guarded: the checkpoint is taken and
+/// moved in one statement, and any failure (the notifications log's lock
+/// held past the transaction's lock bound, an event the deriver would park,
+/// a panic) fails the caller's transaction, which tries again with
+/// [`Guard::Careful`]. Then whatever fails is rolled back to a savepoint
+/// and left to the deriver: it never refuses the write.
 ///
 /// # Errors
-/// Only a failure of the transaction itself (its connection lost).
+/// With [`Guard::Careful`], only a failure of the transaction itself (its
+/// connection lost); with [`Guard::Fast`], any failure.
 pub async fn derive_inline(
     tx: &mut PgConnection,
     service: Service,
     recorded: &[RecordedEvent],
     notifications: &Inline,
+    guard: Guard,
 ) -> Result<DerivedInline> {
     let (Some(first), Some(last)) = (recorded.first(), recorded.last()) else {
         return Ok(DerivedInline::default());
     };
     if !SOURCES.contains(&service) {
         return Ok(DerivedInline::default());
+    }
+    let span = (first.position, last.position);
+    if guard == Guard::Fast {
+        let attempt = derive_in(tx, service, span, recorded, notifications, guard);
+        return match AssertUnwindSafe(attempt).catch_unwind().await {
+            Ok(derived) => Ok(derived?.unwrap_or_default()),
+            Err(_) => Err(Error::Derivation("inline derivation panicked".into())),
+        };
     }
     let lock_timeout: String = sqlx::query_scalar(
         "select current_setting('lock_timeout') from set_config('lock_timeout', $1, true)",
@@ -373,8 +388,14 @@ pub async fn derive_inline(
     .fetch_one(&mut *tx)
     .await?;
     let mut savepoint = tx.begin().await?;
-    let span = (first.position, last.position);
-    let attempt = derive_in(&mut savepoint, service, span, recorded, notifications);
+    let attempt = derive_in(
+        &mut savepoint,
+        service,
+        span,
+        recorded,
+        notifications,
+        guard,
+    );
     let derived = match AssertUnwindSafe(attempt).catch_unwind().await {
         Ok(Ok(Some(derived))) => {
             savepoint.commit().await?;
@@ -403,40 +424,72 @@ pub async fn derive_inline(
     Ok(derived)
 }
 
+/// Derives inline (see [`derive_inline`]). `Ok(None)`: left to the deriver,
+/// with nothing written when `guard` is [`Guard::Fast`] (the caller rolls
+/// back its savepoint otherwise).
 async fn derive_in(
     tx: &mut PgConnection,
     service: Service,
     (first, last): (u64, u64),
     recorded: &[RecordedEvent],
     notifications: &Inline,
+    guard: Guard,
 ) -> Result<Option<DerivedInline>> {
     // The checkpoint row orders this with the deriver, which moves it in
     // its own transaction: taken only when it is right before the batch
     // and the deriver does not hold it. The notifications log's lock is
     // taken only when there is a notification to append (a post, which
     // notifies nobody, takes none).
-    let at: Option<i64> = sqlx::query_scalar(
-        "select position from notifications.deriver_checkpoints
-         where service = $1 and position = $2 for update skip locked",
-    )
-    .bind(service.as_str())
-    .bind(first as i64 - 1)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if at.is_none() {
+    let taken = match guard {
+        // Taken and moved at once: a failure below fails the transaction.
+        Guard::Fast => sqlx::query_scalar::<_, i64>(
+            "with taken as (
+               select service from notifications.deriver_checkpoints
+               where service = $1 and position = $2 for update skip locked)
+             update notifications.deriver_checkpoints d set position = $3 from taken
+             where d.service = taken.service
+             returning d.position",
+        )
+        .bind(service.as_str())
+        .bind(first as i64 - 1)
+        .bind(last as i64)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some(),
+        Guard::Careful => sqlx::query_scalar::<_, i64>(
+            "select position from notifications.deriver_checkpoints
+             where service = $1 and position = $2 for update skip locked",
+        )
+        .bind(service.as_str())
+        .bind(first as i64 - 1)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some(),
+    };
+    if !taken {
         return Ok(None);
     }
     let (undecodable, appended) = derive_and_append(tx, recorded, true).await?;
     if !undecodable.is_empty() {
         // The deriver parks them, with its record and log line.
-        return Ok(None);
+        return match guard {
+            Guard::Fast => Err(Error::Derivation(format!(
+                "{} source events do not decode",
+                undecodable.len()
+            ))),
+            Guard::Careful => Ok(None),
+        };
     }
-    let mut applied = notifications.apply(tx, &appended).await?;
-    sqlx::query("update notifications.deriver_checkpoints set position = $2 where service = $1")
+    let mut applied = notifications.apply(tx, &appended, guard).await?;
+    if guard == Guard::Careful {
+        sqlx::query(
+            "update notifications.deriver_checkpoints set position = $2 where service = $1",
+        )
         .bind(service.as_str())
         .bind(last as i64)
         .execute(&mut *tx)
         .await?;
+    }
     applied.progress.push(Progress {
         projection: FOLLOWER.to_string(),
         version: 1,
@@ -593,7 +646,7 @@ async fn derive_up_to(
         // The notifications read model, inline: the write that caused them
         // waits for this one commit.
         let appended = log::read_after(&mut tx, Service::Notifications, head, APPENDED_MAX).await?;
-        let applied = inline.apply(&mut tx, &appended).await?;
+        let applied = inline.apply(&mut tx, &appended, Guard::Careful).await?;
         for &(service, position) in &moved {
             sqlx::query(
                 "update notifications.deriver_checkpoints set position = $2 where service = $1",
@@ -604,6 +657,11 @@ async fn derive_up_to(
             .await?;
         }
         tx.commit().await?;
+        if let Some(last) = appended.last() {
+            if let Err(e) = log::announce(pool, &[(Service::Notifications, last.position)]).await {
+                tracing::debug!(error = %e, "new head not announced; followers look every second");
+            }
+        }
         log_parked(&parked);
         tracing::debug!(events = work.len(), ?moved, "notifications derived");
         applied.announce(nats, subjects).await;
