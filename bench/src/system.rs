@@ -140,6 +140,9 @@ impl Env {
             .env("FORUM_JWT_SECRET", format!("bench-secret-{}", self.run_id))
             .env("RUST_LOG", &self.settings.forum_log)
             .env("FORUM_RATE_LIMITS", "off")
+            // L2 and L3 open 100 sockets per user, L4 20: the per-user cap
+            // is an abuse limit, like the rate limits turned off above.
+            .env("FORUM_WS_MAX_PER_USER", "100")
             .stdin(Stdio::null())
             .stderr(Stdio::inherit());
         if let Some(n) = self.settings.db_max_connections {

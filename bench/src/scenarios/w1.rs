@@ -120,6 +120,23 @@ impl Load {
     fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// CPU time of the system under test (its server processes, Postgres
+    /// and NATS: every group but the bench and the rest of the machine)
+    /// during the load, per acknowledged write, in microseconds. The
+    /// machine's cores divided by it bound the requests/s it can reach.
+    fn cpu_per_write(&self) -> Option<f64> {
+        if self.ok == 0 {
+            return None;
+        }
+        let percent: f64 = self
+            .cpu
+            .iter()
+            .filter(|(group, _)| !matches!(*group, "bench" | "other"))
+            .map(|(_, pct)| pct)
+            .sum();
+        Some(percent / 100.0 * self.elapsed.as_secs_f64() * 1e6 / self.ok as f64)
+    }
 }
 
 /// Runs W1's three parts, each on the CRUD floor `crud` (or the reason it
@@ -545,6 +562,13 @@ fn report(
             .target(Cmp::AtMost, 0.0),
     );
     r.cpu(&load.cpu);
+    if let Some(cpu) = load.cpu_per_write() {
+        let mut row = Metric::new("CPU per write (server, postgres, nats)", cpu, Unit::Micros);
+        if let Some(floor) = crud.as_ref().ok().and_then(Load::cpu_per_write) {
+            row = row.floor("CRUD floor CPU per write", floor, Unit::Micros);
+        }
+        r.push(row);
+    }
     if let Some(pg) = &load.pg {
         for (what, v) in pg {
             let row = Metric::new(format!("PG {what} per write"), *v, Unit::Number);
