@@ -90,7 +90,7 @@ impl Inline {
     pub fn of(service: Service) -> Inline {
         Inline {
             service,
-            projections: crate::all()
+            projections: crate::of(service)
                 .into_iter()
                 .filter(|p| p.sources() == [service])
                 .collect(),

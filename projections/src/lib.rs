@@ -39,18 +39,28 @@ pub mod users;
 
 use std::sync::Arc;
 
+use forum_events::Service;
+
 pub use error::{Error, Result};
 pub use projection::{Progress, Projection};
 
-/// Every projection this build knows, at its code version.
+/// The projections that read `service`'s log, at their code version. Every
+/// log has its arm (an empty list when it has no read model), so a new
+/// `Service` does not compile until its read models are listed here; a
+/// projection reading several logs would be listed under the first.
+pub fn of(service: Service) -> Vec<Arc<dyn Projection>> {
+    match service {
+        Service::Auth => vec![Arc::new(users::Users), Arc::new(sessions::Sessions)],
+        Service::Posts => vec![Arc::new(posts::Posts)],
+        Service::Chat => vec![Arc::new(chat::Chat)],
+        Service::Notifications => vec![Arc::new(notifications::Notifications)],
+    }
+}
+
+/// Every projection this build knows, at its code version, log by log in
+/// the order of [`Service::ALL`].
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![
-        Arc::new(users::Users),
-        Arc::new(sessions::Sessions),
-        Arc::new(posts::Posts),
-        Arc::new(chat::Chat),
-        Arc::new(notifications::Notifications),
-    ]
+    Service::ALL.into_iter().flat_map(of).collect()
 }
 
 /// The projection named `name`, if this build knows it.
