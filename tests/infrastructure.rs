@@ -622,3 +622,69 @@ async fn the_events_published_on_nats_decode_to_the_stored_envelopes() {
         matches!(decoded, forum_events::auth::AuthEvent::UserRegistered(u) if u.nickname == "wire")
     );
 }
+
+#[tokio::test]
+async fn a_locked_append_orders_appenders_and_its_announced_head_wakes_the_followers() {
+    let (_sys, pool) = migrated().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .expect("listener");
+    listener
+        .listen(&log::channel(Service::Auth))
+        .await
+        .expect("listen");
+    let mut first = log::begin_locked(&pool, Service::Auth)
+        .await
+        .expect("begin");
+    let recorded = log::append(&mut first, Service::Auth, vec![pending(Uuid::new_v4(), 1)])
+        .await
+        .expect("append");
+    // A second appender waits for the lock (not bounded by the lock wait
+    // that holds after it) until the first commits, then numbers after it.
+    let second = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut tx = log::begin_locked(&pool, Service::Auth)
+                .await
+                .expect("begin");
+            let r = log::append(&mut tx, Service::Auth, vec![pending(Uuid::new_v4(), 1)])
+                .await
+                .expect("append");
+            tx.commit().await.expect("commit");
+            r[0].position
+        }
+    });
+    // It is still waiting well past the 250 ms bound on the transaction's
+    // later lock waits: the append lock is not one of them.
+    eventually(
+        Duration::from_secs(30),
+        "the second appender waits for 400 ms",
+        || async {
+            let waited: Option<bool> = sqlx::query_scalar(
+                "select now() - query_start > interval '400 ms' from pg_stat_activity
+                 where datname = current_database() and wait_event = 'advisory'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .expect("activity");
+            (waited == Some(true)).then_some(())
+        },
+    )
+    .await;
+    assert!(!second.is_finished());
+    first.commit().await.expect("commit");
+    assert_eq!(second.await.expect("second"), recorded[0].position + 1);
+
+    // Appends announce nothing themselves; the head is announced after.
+    log::announce(&pool, &[(Service::Auth, 2)])
+        .await
+        .expect("announce");
+    let n = tokio::time::timeout(Duration::from_secs(30), listener.recv())
+        .await
+        .expect("woken")
+        .expect("notification");
+    assert_eq!(
+        (n.channel(), n.payload()),
+        (log::channel(Service::Auth).as_str(), "2")
+    );
+}

@@ -562,7 +562,7 @@ async fn decide_batch<D: Domain>(
     while !items.is_empty() {
         let n = items.len();
         let tried = if isolating {
-            commit_isolating(domain, pool, &items, options, opened.take()).await
+            commit_isolating(domain, pool, &items, options).await
         } else {
             let guard = guards.next();
             commit(domain, pool, &items, options, opened.take(), guard).await
@@ -798,12 +798,9 @@ async fn commit_isolating<D: Domain>(
     pool: &PgPool,
     batch: &[(Context, D::Prepared)],
     options: &Options,
-    opened: Option<Transaction>,
 ) -> std::result::Result<(Vec<Reply<D::Data>>, Applied), Failed<D::Data>> {
-    let mut tx = match opened {
-        Some(tx) => tx,
-        None => log::begin_locked(pool, D::SERVICE).await?,
-    };
+    // Never a batch's first try: the batcher's transaction went to that one.
+    let mut tx = log::begin_locked(pool, D::SERVICE).await?;
     let known = known_outcomes::<D>(&mut tx, batch).await?;
     if !known.is_empty() {
         return Err(Failed::Known(known));
@@ -1208,6 +1205,26 @@ mod tests {
                 Note::Bug | Note::Forge { .. } => Rejection::unstorable([]),
             }
         }
+    }
+
+    #[test]
+    fn the_heads_to_announce_are_the_highest_positions_per_log_of_the_accepted_replies() {
+        let accepted = |positions: Vec<(Service, u64)>| Reply::Accepted {
+            positions,
+            data: (),
+        };
+        let replies = vec![
+            accepted(vec![(Service::Posts, 7), (Service::Notifications, 0)]),
+            Reply::Rejected(Rejection::Internal),
+            accepted(vec![(Service::Posts, 9), (Service::Notifications, 4)]),
+            accepted(vec![]),
+            accepted(vec![(Service::Posts, 8)]),
+        ];
+        assert_eq!(
+            heads(&replies),
+            vec![(Service::Posts, 9), (Service::Notifications, 4)]
+        );
+        assert!(heads::<()>(&[Reply::Rejected(Rejection::Internal)]).is_empty());
     }
 
     async fn notes_db() -> TestDb {
