@@ -63,6 +63,27 @@ pub struct Common {
     /// A NATS `.creds` file (JWT and NKey seed), instead of a user and password.
     #[arg(long, env = "FORUM_NATS_CREDS", global = true)]
     pub nats_creds: Option<std::path::PathBuf>,
+    /// Address to serve this process's `/metrics` on (port 0 picks one and
+    /// prints `metrics on ADDR`). A command service or the projectors have
+    /// no other; the gateway also serves `/metrics` on its own port. Unset:
+    /// no separate listener.
+    #[arg(long, env = "FORUM_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Cli {
+    /// The role this command runs, for `forum_build_info` and the name of
+    /// its exported spans (`forum-ROLE`).
+    pub fn role(&self) -> String {
+        match &self.command {
+            Command::Up { .. } => "all".into(),
+            Command::Migrate => "migrate".into(),
+            Command::Gateway(_) => "gateway".into(),
+            Command::Service { name, .. } => format!("service-{name}"),
+            Command::Projector { .. } => "projector".into(),
+            Command::Replay { .. } => "replay".into(),
+        }
+    }
 }
 
 impl Common {

@@ -16,15 +16,17 @@ pub mod roles;
 pub use config::Cli;
 pub use error::{Error, Result};
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn telemetry() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), spans exported
+/// when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and the metrics recorder
+/// (see the `forum-telemetry` crate). Keep the guard until the process ends:
+/// dropping it flushes the exported spans.
+pub fn telemetry(role: &str) -> forum_telemetry::Guard {
+    let guard = forum_telemetry::logs::init(role).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "spans not exported");
+        forum_telemetry::logs::Guard::none()
+    });
+    forum_telemetry::recorder::install(role);
+    guard
 }
 
 /// Runs the command line's command to completion.

@@ -7,6 +7,12 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // Before any other thread exists (see `allocator::configure`).
     let allocator_set = allocator::configure();
+    let cli = forum::Cli::parse();
+    // Outside the async runtime: the span exporter's HTTP client blocks.
+    let telemetry = forum::telemetry(&cli.role());
+    if !allocator_set {
+        tracing::warn!("glibc refused the mmap threshold: freed memory may stay resident");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -14,12 +20,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
-        forum::telemetry();
-        if !allocator_set {
-            tracing::warn!("glibc refused the mmap threshold: freed memory may stay resident");
-        }
-        match forum::run(forum::Cli::parse()).await {
+    let code = runtime.block_on(async {
+        match forum::run(cli).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "stopped");
@@ -27,5 +29,8 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         }
-    })
+    });
+    drop(runtime);
+    drop(telemetry);
+    code
 }

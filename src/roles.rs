@@ -12,6 +12,7 @@ use forum_commands::runtime::{self, Options};
 use forum_events::{subject::Subjects, Service};
 use forum_projections::registry;
 use forum_store::setup;
+use forum_telemetry::{Exporter, Source};
 use rand::RngCore;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -164,7 +165,20 @@ async fn run_service(
                 "unknown service {name:?}; this build has {SERVICES:?}"
             ))
         })?;
+    let alone = shared.is_none();
     let (pool, nats, subjects) = connect(&common, shared, &name).await?;
+    if alone {
+        let mut sources = vec![Source::Relays(vec![service])];
+        if service == Service::Notifications {
+            sources.push(Source::Deriver);
+        }
+        serve_metrics(
+            &common,
+            Exporter::new(pool.clone(), Some(nats.clone()), sources),
+            &stop,
+        )
+        .await?;
+    }
     setup::ensure_stream(&async_nats::jetstream::new(nats.clone()), &subjects).await?;
     let options = Options {
         max_batch: args.max_batch.max(1),
@@ -218,7 +232,17 @@ async fn run_projectors(
     only: Vec<String>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    let alone = shared.is_none();
     let (pool, nats, subjects) = connect(&common, shared, "projector").await?;
+    if alone {
+        let sources = vec![Source::Projections, poison_source()];
+        serve_metrics(
+            &common,
+            Exporter::new(pool.clone(), Some(nats.clone()), sources),
+            &stop,
+        )
+        .await?;
+    }
     let all = forum_projections::all();
     for name in &only {
         if !all.iter().any(|p| p.name() == name) {
@@ -285,7 +309,20 @@ async fn run_gateway(
         _ => None,
     };
     let rate = |per_minute, burst| forum_gateway::limits::Rate { per_minute, burst };
+    // The gateway of `forum up` reports for every role of its process.
+    let sources = if shared.is_some() {
+        vec![
+            Source::Relays(Service::ALL.to_vec()),
+            Source::Deriver,
+            Source::Projections,
+            poison_source(),
+        ]
+    } else {
+        vec![poison_source()]
+    };
     let (pool, nats, subjects) = connect(&common, shared, "gateway").await?;
+    let exporter = Exporter::new(pool.clone(), Some(nats.clone()), sources);
+    serve_metrics(&common, exporter.clone(), &stop).await?;
     let config = forum_gateway::Config {
         jwt_secret: secret,
         command_timeout: Duration::from_millis(args.command_timeout_ms),
@@ -320,7 +357,8 @@ async fn run_gateway(
         max_connections: args.max_connections.max(1),
         tls,
     };
-    let state = forum_gateway::AppState::new(config, pool, nats, subjects, stop.clone()).await?;
+    let state =
+        forum_gateway::AppState::new(config, pool, nats, subjects, exporter, stop.clone()).await?;
     let listener = forum_gateway::bind(args.listen)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tls = server.tls.is_some(), "gateway listening");
@@ -333,6 +371,40 @@ async fn run_gateway(
     .await?;
     // Upgraded sockets outlive the HTTP server: let them finish closing.
     live.drain(Duration::from_secs(3)).await;
+    Ok(())
+}
+
+/// The parked events of every live projection and of the notifications
+/// deriver.
+fn poison_source() -> Source {
+    Source::Poison(vec![deriver::FOLLOWER.to_string()])
+}
+
+/// Serves `exporter` at FORUM_METRICS_LISTEN, if set, until `stop`.
+///
+/// # Errors
+/// When the address cannot be bound.
+async fn serve_metrics(
+    common: &Common,
+    exporter: Exporter,
+    stop: &watch::Receiver<bool>,
+) -> Result<()> {
+    let Some(addr) = common.metrics_listen else {
+        return Ok(());
+    };
+    let mut stop = stop.clone();
+    let (bound, served) = forum_telemetry::server::bind(addr, exporter, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await
+    .map_err(|e| Error::Config(format!("FORUM_METRICS_LISTEN {addr}: {e}")))?;
+    tracing::info!(addr = %bound, "metrics listening");
+    println!("metrics on {bound}");
+    tokio::spawn(async move {
+        if let Err(e) = served.await {
+            tracing::warn!(error = %e, "metrics listener stopped");
+        }
+    });
     Ok(())
 }
 

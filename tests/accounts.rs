@@ -461,7 +461,7 @@ async fn operations_endpoints_answer() {
         .await
         .expect("text");
     assert!(
-        text.contains("forum_http_requests_total{class=\"2xx\"}"),
+        text.contains("forum_http_requests_total{method=\"GET\",route=\"/api/openapi.json\",status=\"200\"} 1"),
         "{text}"
     );
 }

@@ -363,7 +363,7 @@ async fn a_slow_consumer_is_closed_with_4008_and_nobody_else_is_affected() {
             assert_eq!(f["type"], "post.new");
         }
         if sys
-            .metric("forum_ws_slow_consumer_closes_total")
+            .metric("forum_ws_closes_total{code=\"4008\"}")
             .await
             .is_some_and(|n| n > 0.0)
         {

@@ -90,6 +90,22 @@ pub struct Cli {
     /// the same size.
     #[arg(long, default_value_t = 8)]
     pub db_max_connections: u32,
+    /// Scrape the system's gateway `/metrics` once a second during the
+    /// whole run and write an SVG dashboard to PATH (the raw series go to
+    /// PATH with the extension `.json`).
+    ///
+    /// Each scenario's system is scraped while it runs (R1 starts no
+    /// gateway: none then); a failed scrape is skipped. The panels, with
+    /// time in seconds since the run's start and the scenarios marked: HTTP
+    /// requests/s by route (top 6; the scrapes' own `/metrics` left out),
+    /// HTTP p50 and p99 latency (from the histogram's bucket increase
+    /// between two scrapes), commands/s by service, commands per batch and
+    /// events per group commit (averages per interval), projection lag in
+    /// events by projection (max over sources), sockets open, command p99
+    /// latency by service. One GET a second, answered by the system under
+    /// load (its at-scrape gauges cost it a few Postgres reads).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_plot: Option<PathBuf>,
 }
 
 /// The processes the suite starts from its own binary.
@@ -268,6 +284,16 @@ mod tests {
             None => panic!("no subcommand"),
         }
         assert!(Cli::try_parse_from(["forum-bench"]).is_err());
+    }
+
+    #[test]
+    fn the_metrics_plot_option_takes_a_path_and_is_off_by_default() {
+        let cli = Cli::try_parse_from(["forum-bench", "w2"]).expect("no plot");
+        assert_eq!(cli.metrics_plot, None);
+        let cli = Cli::try_parse_from(["forum-bench", "w1", "l1", "--metrics-plot", "out/m.svg"])
+            .expect("plot");
+        assert_eq!(cli.metrics_plot, Some(PathBuf::from("out/m.svg")));
+        assert!(Cli::try_parse_from(["forum-bench", "w1", "--metrics-plot"]).is_err());
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum Error {
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+    /// Drawing the `--metrics-plot` dashboard failed.
+    #[error("plot: {0}")]
+    Plot(String),
 }
 
 /// The crate's result type.

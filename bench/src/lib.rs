@@ -26,6 +26,10 @@
 //! - [`copy`]: Postgres `COPY` text encoding.
 //! - [`stats`]: latency samples and percentiles.
 //! - [`report`]: the result rows, the table and the JSON file.
+//! - [`scrape`], [`prom`], [`dashboard`]: `--metrics-plot`: the gateway's
+//!   `/metrics` scraped once a second (the text format and histogram
+//!   quantiles in [`prom`]), drawn as an SVG dashboard with its series in
+//!   JSON.
 //! - [`scenarios`]: one module per scenario (W1, W2, L1–L4, R1).
 //! - [`error`]: the crate's error type.
 
@@ -33,11 +37,14 @@ pub mod api;
 pub mod cli;
 pub mod copy;
 pub mod crud;
+pub mod dashboard;
 pub mod error;
 pub mod floors;
 pub mod gen;
+pub mod prom;
 pub mod report;
 pub mod scenarios;
+pub mod scrape;
 pub mod stats;
 pub mod system;
 pub mod ws;
@@ -66,9 +73,13 @@ pub enum Outcome {
 /// (after every scenario, so an interrupted run keeps what it measured); or
 /// runs the process the hidden subcommand names, until it is stopped.
 ///
+/// With `--metrics-plot`, the system's `/metrics` is scraped during the
+/// whole run and the dashboard written at its end (an interrupted run
+/// included).
+///
 /// # Errors
-/// A URL off loopback, or the results file cannot be written; the hidden
-/// subcommand's failure.
+/// A URL off loopback, the results file or the dashboard cannot be
+/// written; the hidden subcommand's failure.
 pub async fn run(cli: Cli) -> Result<Outcome> {
     if let Some(Internal::CrudFloor(config)) = cli.internal {
         crud::server::serve(config).await?;
@@ -78,6 +89,9 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     system::require_loopback("--nats", &cli.nats)?;
     if let Some(t) = &cli.target {
         system::require_loopback("--target", t)?;
+    }
+    if let Some(plot) = &cli.metrics_plot {
+        check_plot_path(plot, &cli.json)?;
     }
     let mut environment = Vec::new();
     match system::raise_nofile() {
@@ -107,6 +121,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             })?,
     };
     let bench_bin = std::env::current_exe()?;
+    let scraper = match &cli.metrics_plot {
+        Some(_) => Some(scrape::Scraper::start()?),
+        None => None,
+    };
     let ctx = Ctx {
         settings: Settings {
             pg: cli.pg.clone(),
@@ -118,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             bench_bin,
         },
         plan: Plan::of(&cli),
+        metrics: scraper.as_ref().map(scrape::Scraper::tap),
     };
     let mut report = Report {
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -142,6 +161,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             break;
         }
     }
+    let recording = match scraper {
+        Some(s) => Some(s.stop().await?),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", report.table())?;
     for s in &report.scenarios {
@@ -150,7 +173,50 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         }
     }
     writeln!(out, "results written to {}", cli.json.display())?;
+    if let (Some(rec), Some(path)) = (recording, &cli.metrics_plot) {
+        if rec.scrapes.is_empty() {
+            eprintln!(
+                "bench: no scrape of /metrics succeeded ({} failed{}); the dashboard is empty",
+                rec.failed,
+                rec.first_failure
+                    .as_deref()
+                    .map(|f| format!(", first: {f}"))
+                    .unwrap_or_default()
+            );
+        }
+        let title = format!("forum-bench: the gateway's /metrics, {}", report.started_at);
+        dashboard::write(&rec, path, &title)?;
+        writeln!(
+            out,
+            "metrics dashboard written to {} ({} scrapes, {} failed; series in {})",
+            path.display(),
+            rec.scrapes.len(),
+            rec.failed,
+            dashboard::json_path(path).display()
+        )?;
+    }
     Ok(outcome)
+}
+
+/// Refuses a `--metrics-plot` path whose JSON file would be the results
+/// file or the SVG itself, or whose folder does not exist: found at the
+/// start, not after the run.
+fn check_plot_path(plot: &std::path::Path, results: &std::path::Path) -> Result<()> {
+    let json = dashboard::json_path(plot);
+    if json == plot || json == results {
+        return Err(Error::Config(format!(
+            "--metrics-plot {} would write its series to {}: give it another name (e.g. metrics.svg)",
+            plot.display(),
+            json.display()
+        )));
+    }
+    match plot.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(Error::Config(format!(
+            "--metrics-plot: no folder {}",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn write_json(path: &std::path::Path, report: &Report) -> Result<()> {

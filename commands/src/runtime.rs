@@ -52,10 +52,12 @@ use forum_events::{subject::Subjects, Metadata, NewEvent, RecordedEvent, Service
 use forum_projections::inline::{Applied, Guard, Inline};
 use forum_store::log::{self, Pending};
 use forum_store::outcomes::{self, Digest};
+use forum_telemetry::names;
 use futures::StreamExt;
 use serde::{de::DeserializeOwned, Serialize};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::Class;
@@ -204,7 +206,54 @@ impl Default for Options {
 struct Job<D: Domain> {
     ctx: Context,
     prepared: D::Prepared,
-    reply_to: Option<async_nats::Subject>,
+    answer: Answer,
+}
+
+/// Where a command is answered, and what is measured of it.
+struct Answer {
+    to: Option<async_nats::Subject>,
+    /// The command's name (the last token of its subject).
+    command: String,
+    arrived: Instant,
+    /// The command's span, whose trace is its correlation id.
+    span: tracing::Span,
+}
+
+impl Answer {
+    /// Sends `reply` and counts the command by its outcome.
+    async fn send<T: Serialize>(
+        self,
+        nats: &async_nats::Client,
+        service: Service,
+        reply: Reply<T>,
+    ) {
+        let outcome = match &reply {
+            Reply::Accepted { .. } => "accepted",
+            Reply::Rejected(Rejection::Internal | Rejection::Unavailable) => "failed",
+            Reply::Rejected(_) => "rejected",
+        };
+        let took = self.arrived.elapsed();
+        metrics::counter!(names::COMMANDS, "service" => service.as_str(),
+            "command" => self.command.clone(), "outcome" => outcome)
+        .increment(1);
+        metrics::histogram!(names::COMMAND_DURATION, "service" => service.as_str(),
+            "command" => self.command)
+        .record(took.as_secs_f64());
+        self.span.in_scope(|| {
+            tracing::debug!(outcome, took_us = took.as_micros() as u64, "answered");
+        });
+        respond(nats, self.to, reply).await;
+    }
+}
+
+/// The metric label of a command's subject: its last token when it looks
+/// like a command's name, else `other` (the label's values stay few).
+fn command_label(subject: &str) -> String {
+    let name = subject.rsplit('.').next().unwrap_or_default();
+    let plain = !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if plain { name } else { "other" }.to_string()
 }
 
 /// Serves `domain` until `shutdown` turns true: subscribes in the queue
@@ -279,10 +328,27 @@ pub async fn serve<D: Domain>(
                 Ok(e) => e,
                 Err(e) => {
                     tracing::warn!(%service, subject = %msg.subject, error = %e, "undecodable command");
-                    respond::<D::Data>(&nats, msg.reply, Reply::Rejected(Rejection::Internal))
+                    let answer = Answer {
+                        to: msg.reply,
+                        command: "other".into(),
+                        arrived,
+                        span: tracing::Span::none(),
+                    };
+                    answer
+                        .send::<D::Data>(&nats, service, Reply::Rejected(Rejection::Internal))
                         .await;
                     return;
                 }
+            };
+            let command = command_label(&msg.subject);
+            let span = tracing::info_span!("command", %service, command = %command,
+                correlation_id = %envelope.correlation_id, command_id = %envelope.command_id);
+            forum_telemetry::correlate(&span, envelope.correlation_id);
+            let answer = Answer {
+                to: msg.reply,
+                command,
+                arrived,
+                span,
             };
             let ctx = Context {
                 command_id: envelope.command_id,
@@ -293,24 +359,27 @@ pub async fn serve<D: Domain>(
                     .map(|ms| arrived + Duration::from_millis(u64::from(ms))),
                 request_digest: envelope.request_digest,
             };
-            match domain.prepare(&ctx, envelope.command).await {
+            let prepared = domain
+                .prepare(&ctx, envelope.command)
+                .instrument(answer.span.clone())
+                .await;
+            match prepared {
                 Ok(prepared) => {
                     let job = Job {
                         ctx,
                         prepared,
-                        reply_to: msg.reply,
+                        answer,
                     };
                     if let Err(mpsc::error::SendError(job)) = jobs_tx.send(job).await {
-                        respond::<D::Data>(
-                            &nats,
-                            job.reply_to,
-                            Reply::Rejected(Rejection::Internal),
-                        )
-                        .await;
+                        job.answer
+                            .send::<D::Data>(&nats, service, Reply::Rejected(Rejection::Internal))
+                            .await;
                     }
                 }
                 Err(rejection) => {
-                    respond::<D::Data>(&nats, msg.reply, Reply::Rejected(rejection)).await;
+                    answer
+                        .send::<D::Data>(&nats, service, Reply::Rejected(rejection))
+                        .await;
                 }
             }
         });
@@ -382,12 +451,14 @@ async fn batcher<D: Domain>(
         }
         drop(queue);
         let jobs_now = std::mem::take(&mut batch);
-        let (ctxs, rest): (Vec<_>, Vec<_>) = jobs_now
+        let (ctxs, answers): (Vec<_>, Vec<_>) = jobs_now
             .into_iter()
-            .map(|j| ((j.ctx, j.prepared), j.reply_to))
+            .map(|j| ((j.ctx, j.prepared), j.answer))
             .unzip();
         let started = Instant::now();
         let n = ctxs.len();
+        metrics::histogram!(names::BATCH_COMMANDS, "service" => D::SERVICE.as_str())
+            .record(n as f64);
         let (replies, applied) =
             decide_batch(&*domain, &pool, ctxs, &options, opened, &mut guards).await;
         let decided = started.elapsed();
@@ -395,8 +466,8 @@ async fn batcher<D: Domain>(
         // them at its positions.
         applied.announce(&nats, &subjects).await;
         let heads = heads(&replies);
-        for (reply, to) in replies.into_iter().zip(rest) {
-            respond(&nats, to, reply).await;
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            answer.send(&nats, D::SERVICE, reply).await;
         }
         // Wake the logs' followers, off the batch's path.
         if !heads.is_empty() {
@@ -764,7 +835,9 @@ async fn commit<D: Domain>(
     let now = chrono::Utc::now().timestamp_micros();
     let (replies, written, applied) = step(domain, &mut tx, batch, now, options, guard).await?;
     let t_step = t0.elapsed();
-    finish(tx, options, written).await?;
+    finish::<D::Data>(tx, options, D::SERVICE, written).await?;
+    metrics::histogram!(names::BATCH_DURATION, "service" => D::SERVICE.as_str())
+        .record(t0.elapsed().as_secs_f64());
     tracing::trace!(service = %D::SERVICE, ?guard, begin_us = t_begin.as_micros() as u64,
         known_us = (t_locked - t_begin).as_micros() as u64,
         step_us = (t_step - t_locked).as_micros() as u64,
@@ -808,7 +881,7 @@ async fn commit_isolating<D: Domain>(
     let now = chrono::Utc::now().timestamp_micros();
     let n = batch.len();
     let mut replies: Vec<Option<Reply<D::Data>>> = (0..n).map(|_| None).collect();
-    let mut written = false;
+    let mut written = Written::default();
     let mut applied = Applied::default();
     // Parts still to run, the next one last. The whole batch already failed
     // once: start from its halves.
@@ -822,7 +895,7 @@ async fn commit_isolating<D: Domain>(
         match step(domain, &mut savepoint, part, now, options, Guard::Careful).await {
             Ok((part_replies, part_written, part_applied)) => {
                 savepoint.commit().await?;
-                written |= part_written;
+                written.add(part_written);
                 applied.extend(part_applied);
                 for (slot, reply) in replies[from..to].iter_mut().zip(part_replies) {
                     *slot = Some(reply);
@@ -845,7 +918,7 @@ async fn commit_isolating<D: Domain>(
             }
         }
     }
-    finish(tx, options, written).await?;
+    finish::<D::Data>(tx, options, D::SERVICE, written).await?;
     let replies = replies
         .into_iter()
         .map(|r| r.unwrap_or(Reply::Rejected(Rejection::Internal)))
@@ -853,9 +926,25 @@ async fn commit_isolating<D: Domain>(
     Ok((replies, applied))
 }
 
+/// What one try wrote in its transaction.
+#[derive(Debug, Default, Clone, Copy)]
+struct Written {
+    /// Events appended.
+    events: usize,
+    /// Whether anything was written (events, or recorded outcomes).
+    any: bool,
+}
+
+impl Written {
+    fn add(&mut self, other: Written) {
+        self.events += other.events;
+        self.any |= other.any;
+    }
+}
+
 /// Decides `batch` with `domain`, appends its events, lets the domain write
 /// what needs their positions, and builds the replies (final once the
-/// transaction commits). Returns them and whether any event was written.
+/// transaction commits). Returns them and what was written.
 async fn step<D: Domain>(
     domain: &D,
     tx: &mut PgConnection,
@@ -863,7 +952,7 @@ async fn step<D: Domain>(
     now: i64,
     options: &Options,
     guard: Guard,
-) -> Result<(Vec<Reply<D::Data>>, bool, Applied)> {
+) -> Result<(Vec<Reply<D::Data>>, Written, Applied)> {
     let service = D::SERVICE;
     let t0 = Instant::now();
     let outcomes = domain.execute(tx, batch).await?;
@@ -949,7 +1038,11 @@ async fn step<D: Domain>(
         })
         .collect();
     outcomes::record(tx, service, &keyed).await?;
-    Ok((replies, !recorded.is_empty() || !keyed.is_empty(), applied))
+    let written = Written {
+        events: recorded.len(),
+        any: !recorded.is_empty() || !keyed.is_empty(),
+    };
+    Ok((replies, written, applied))
 }
 
 /// Commits; tells a commit Postgres refused (nothing committed) from one
@@ -957,14 +1050,23 @@ async fn step<D: Domain>(
 async fn finish<D>(
     tx: sqlx::Transaction<'_, sqlx::Postgres>,
     options: &Options,
-    written: bool,
+    service: Service,
+    written: Written,
 ) -> std::result::Result<(), Failed<D>> {
     match tx.commit().await {
         Ok(()) => {}
         Err(e @ sqlx::Error::Database(_)) => return Err(Failed::RolledBack(e.into())),
         Err(e) => return Err(Failed::Unknown(e.into())),
     }
-    if options.abort_after_commit && written {
+    if written.events > 0 {
+        let service = service.as_str();
+        metrics::counter!(names::APPENDS, "service" => service).increment(1);
+        metrics::counter!(names::APPENDED_EVENTS, "service" => service)
+            .increment(written.events as u64);
+        metrics::histogram!(names::GROUP_COMMIT_EVENTS, "service" => service)
+            .record(written.events as f64);
+    }
+    if options.abort_after_commit && written.any {
         tracing::error!("fault injection: aborting after commit, before publish");
         std::process::abort();
     }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, Result};
 use crate::extract::Origin;
-use crate::metrics::Metrics;
+use crate::metrics::{self, CommandResult};
 
 /// The gateway's side of the command bus.
 #[derive(Clone)]
@@ -18,7 +18,6 @@ pub struct Bus {
     nats: async_nats::Client,
     subjects: Subjects,
     timeout: Duration,
-    metrics: Metrics,
 }
 
 /// An accepted command: the log positions it wrote, and its data.
@@ -31,17 +30,11 @@ pub struct Accepted<D> {
 
 impl Bus {
     /// A bus over `nats`, waiting at most `timeout` for a reply.
-    pub fn new(
-        nats: async_nats::Client,
-        subjects: Subjects,
-        timeout: Duration,
-        metrics: Metrics,
-    ) -> Self {
+    pub fn new(nats: async_nats::Client, subjects: Subjects, timeout: Duration) -> Self {
         Bus {
             nats,
             subjects,
             timeout,
-            metrics,
         }
     }
 
@@ -72,7 +65,7 @@ impl Bus {
             request_digest: origin.keyed.map(|k| k.digest),
         };
         let subject = self.subjects.command(service, name);
-        self.metrics.command_sent();
+        let sent = std::time::Instant::now();
         // "No responders" means no instance is subscribed right now (one is
         // starting or restarting): retry until the deadline.
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -94,20 +87,27 @@ impl Bus {
                     pause = (pause * 2).min(std::time::Duration::from_millis(200));
                 }
                 Ok(Err(e)) => {
-                    self.metrics.command_unavailable();
+                    metrics::command(service, CommandResult::Unavailable, sent.elapsed());
                     return Err(ApiError::Unavailable(format!("{subject}: {e}")));
                 }
                 Err(_) => {
-                    self.metrics.command_unavailable();
+                    metrics::command(service, CommandResult::Unavailable, sent.elapsed());
                     return Err(ApiError::Unavailable(format!(
                         "{subject}: no reply in time"
                     )));
                 }
             }
         };
+        let took = sent.elapsed();
         match Reply::<D>::from_bytes(&msg.payload) {
-            Ok(Reply::Accepted { positions, data }) => Ok(Accepted { positions, data }),
-            Ok(Reply::Rejected(r)) => Err(r.into()),
+            Ok(Reply::Accepted { positions, data }) => {
+                metrics::command(service, CommandResult::Accepted, took);
+                Ok(Accepted { positions, data })
+            }
+            Ok(Reply::Rejected(r)) => {
+                metrics::command(service, CommandResult::Rejected, took);
+                Err(r.into())
+            }
             Err(e) => Err(ApiError::Internal(format!(
                 "undecodable reply on {subject}: {e}"
             ))),

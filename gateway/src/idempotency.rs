@@ -172,7 +172,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     };
     match cached(&state.pool, scope, &key, &bound).await {
         Ok(Some(response)) => {
-            state.metrics.idempotent_replay();
+            crate::metrics::idempotent_replay();
             return response;
         }
         Ok(None) => {}

@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -55,7 +55,6 @@ use uuid::Uuid;
 use crate::bus::Bus;
 use crate::error::ApiError;
 use crate::extract::{AuthUser, RequestId};
-use crate::metrics::Metrics;
 use crate::sessions::Sessions;
 use crate::token::Tokens;
 use crate::watermarks::Watermarks;
@@ -96,8 +95,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     /// Whether sessions are open.
     pub sessions: Sessions,
-    /// Counters.
-    pub metrics: Metrics,
+    /// This process's `/metrics`.
+    pub exporter: forum_telemetry::Exporter,
     /// Who is online, on every gateway.
     pub presence: live::Presence,
     /// The live feed.
@@ -121,15 +120,10 @@ impl AppState {
         pool: PgPool,
         nats: async_nats::Client,
         subjects: Subjects,
+        exporter: forum_telemetry::Exporter,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Self, ApiError> {
-        let metrics = Metrics::default();
-        let bus = Bus::new(
-            nats.clone(),
-            subjects.clone(),
-            config.command_timeout,
-            metrics.clone(),
-        );
+        let bus = Bus::new(nats.clone(), subjects.clone(), config.command_timeout);
         let watermarks = Watermarks::new(pool.clone(), config.read_timeout);
         watermarks.follow(nats.clone(), &subjects).await?;
         let presence = live::Presence::default();
@@ -138,11 +132,12 @@ impl AppState {
             pool.clone(),
             nats.clone(),
             &subjects,
-            metrics.clone(),
             presence.clone(),
             stop.clone(),
         )
         .await?;
+        // Served from the start, not from the first socket.
+        ::metrics::gauge!(forum_telemetry::names::WS_OPEN).increment(0.0);
         let limits = limits::Limits::new(config.limits.clone());
         tokio::spawn(limits.clone().forget_idle_until(stop.clone()));
         tokio::spawn(idempotency::sweep(
@@ -158,7 +153,7 @@ impl AppState {
             bus,
             watermarks,
             tokens: Arc::new(Tokens::new(&config.jwt_secret)),
-            metrics,
+            exporter,
             presence,
             live,
             limits,
@@ -206,13 +201,19 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Before anything else does work (idempotency claims, auth, bodies).
         .layer(middleware::from_fn_with_state(state.clone(), limits::layer))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(observe))
         .with_state(state)
 }
 
 /// Request id, tracing span and metrics around every request.
-async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn observe(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
     let id = req
         .headers()
         .get("x-request-id")
@@ -221,13 +222,15 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         .unwrap_or_else(Uuid::now_v7);
     req.extensions_mut().insert(RequestId(id));
     let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), correlation_id = %id);
+    forum_telemetry::correlate(&span, id);
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-request-id", v);
     }
-    let micros = started.elapsed().as_micros() as u64;
-    state.metrics.request(status.as_u16(), micros);
+    let took = started.elapsed();
+    let micros = took.as_micros() as u64;
+    metrics::request(method.as_str(), &route, status.as_u16(), took);
     span.in_scope(|| {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(status = status.as_u16(), micros, "answered");

@@ -159,6 +159,16 @@ pub enum Class {
 }
 
 impl Class {
+    /// The class's name in `forum_rate_limited_total{limit}`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Read => "read",
+            Class::Write => "write",
+            Class::Auth => "auth",
+            Class::Socket => "socket",
+        }
+    }
+
     /// The per-address class of a request, or `None` for the operations
     /// routes, which are not limited.
     pub fn of(method: &Method, path: &str) -> Option<Class> {
@@ -440,14 +450,17 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     let address = limits.client_address(peer, req.headers());
     let mut budget = limits.check_address(class, address);
+    let mut refused_by = class.name();
     if budget.refused.is_none() && !matches!(class, Class::Read | Class::Socket) {
         if let Some(claims) = token(req.headers()).and_then(|t| state.tokens.verify(t)) {
             budget = budget.tighter(limits.check_user(claims.sub));
+            refused_by = "user_write";
         }
     }
     let mut response = match budget.refused {
         Some(secs) => {
             tracing::debug!(%address, ?class, secs, "rate limited");
+            crate::metrics::rate_limited(refused_by);
             ApiError::RateLimited(secs).into_response()
         }
         None => next.run(req).await,

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use forum_events::{subject::Subjects, Service};
+use forum_events::{subject::Subjects, RecordedEvent, Service};
 use forum_store::log;
+use forum_telemetry::names;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -81,6 +82,7 @@ async fn step_inner(
         Ok(()) => {
             registry::set_checkpoint(&mut tx, p.name(), version, service, last).await?;
             tx.commit().await?;
+            applied(p.name(), &events, &[]);
             return Ok(Some(Stepped {
                 position: last,
                 events: events.len(),
@@ -108,11 +110,30 @@ async fn step_inner(
     registry::set_checkpoint(&mut tx, p.name(), version, service, last).await?;
     tx.commit().await?;
     poison::log_parked(p.name(), version, &parked);
+    applied(p.name(), &events, &parked);
     Ok(Some(Stepped {
         position: last,
         events: events.len(),
         parked,
     }))
+}
+
+/// Counts and logs the events of a committed step: each applied one at
+/// debug level with its correlation id (and, when spans are exported, as a
+/// span of its write's trace), the parked ones in
+/// `forum_projection_parked_total`.
+fn applied(projection: &'static str, events: &[RecordedEvent], parked: &[Parked]) {
+    let applied = events.len().saturating_sub(parked.len());
+    metrics::counter!(names::PROJECTION_APPLIED, "projection" => projection)
+        .increment(applied as u64);
+    if !parked.is_empty() {
+        metrics::counter!(names::PROJECTION_PARKED, "projection" => projection)
+            .increment(parked.len() as u64);
+    }
+    let applied = events
+        .iter()
+        .filter(|e| !parked.iter().any(|p| p.position == e.position));
+    forum_telemetry::logs::followed(projection, "applied", applied);
 }
 
 /// The checkpoint, locked; `None` while another transaction holds it.

@@ -123,5 +123,7 @@ pub async fn publish_pending(
     .await?;
     tx.commit().await?;
     tracing::debug!(%service, up_to = last, n = events.len(), "published");
+    metrics::counter!(forum_telemetry::names::RELAY_PUBLISHED, "service" => service.as_str())
+        .increment(events.len() as u64);
     Ok(events.len() as i64 == BATCH)
 }

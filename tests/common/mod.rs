@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -33,6 +34,23 @@ pub struct System {
     pub gateways: Vec<String>,
     pub http: reqwest::Client,
     procs: Vec<(String, Child)>,
+}
+
+/// A role spawned by [`System::spawn_observed`].
+pub struct Observed {
+    /// Base URL of its `/metrics`.
+    pub metrics: String,
+    /// Base URL of its API, for a gateway.
+    pub listening: Option<String>,
+    /// Its log so far.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Observed {
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
 }
 
 /// A fresh database name and prefix.
@@ -148,6 +166,62 @@ impl System {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("{name} did not start listening"));
         format!("http://{addr}")
+    }
+
+    /// Spawns a role with `FORUM_METRICS_LISTEN` on a free port and its log
+    /// (stderr) collected; waits until it serves its metrics (and, for a
+    /// gateway, its API).
+    pub fn spawn_observed(&mut self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Observed {
+        let mut child = self
+            .command(args, env)
+            .env("FORUM_METRICS_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn forum");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let collected = log.clone();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Some(Ok(line)) = lines.next() {
+                let mut log = collected.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                for prefix in ["metrics on ", "listening on "] {
+                    if let Some(addr) = line.strip_prefix(prefix) {
+                        let _ = tx.send((prefix, format!("http://{addr}")));
+                    }
+                }
+            }
+        });
+        self.procs.push((name.to_string(), child));
+        let listens = matches!(args.first(), Some(&"gateway") | Some(&"up"));
+        let (mut metrics, mut listening) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metrics.is_none() || (listens && listening.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(("metrics on ", url)) => metrics = Some(url),
+                Ok((_, url)) => listening = Some(url),
+                Err(_) => panic!(
+                    "{name} did not start serving; its log:\n{}",
+                    log.lock().expect("log")
+                ),
+            }
+        }
+        Observed {
+            metrics: metrics.expect("metrics address"),
+            listening,
+            log,
+        }
     }
 
     /// Spawns another gateway on a free port.

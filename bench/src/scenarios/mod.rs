@@ -31,6 +31,9 @@ pub struct Ctx {
     pub settings: Settings,
     /// How big each scenario is.
     pub plan: Plan,
+    /// With `--metrics-plot`: where to tell the scraper which system each
+    /// scenario loads.
+    pub metrics: Option<crate::scrape::Tap>,
 }
 
 /// Runs one scenario in its own environment, cleans up, and reports. The
@@ -52,6 +55,9 @@ pub async fn run(ctx: &Ctx, scenario: Scenario) -> (Vec<ScenarioReport>, bool) {
             return (vec![r], false);
         }
     };
+    if let Some(m) = &ctx.metrics {
+        m.follow(name, &env.base);
+    }
     // Started here, not inside W1, so that it is stopped and its database
     // dropped whatever happens to the scenario (Ctrl-C included).
     let crud = match scenario {
@@ -88,6 +94,9 @@ pub async fn run(ctx: &Ctx, scenario: Scenario) -> (Vec<ScenarioReport>, bool) {
         r = body => r,
         _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
     };
+    if let Some(m) = &ctx.metrics {
+        m.unfollow();
+    }
     if let Some(Ok(c)) = crud {
         c.shutdown().await;
     }

@@ -664,6 +664,11 @@ async fn derive_up_to(
         }
         log_parked(&parked);
         tracing::debug!(events = work.len(), ?moved, "notifications derived");
+        for e in &work {
+            metrics::counter!(forum_telemetry::names::DERIVER_DERIVED, "source" => e.service.as_str())
+                .increment(1);
+        }
+        forum_telemetry::logs::followed(FOLLOWER, "derived", &work);
         applied.announce(nats, subjects).await;
         for (service, position) in moved {
             announce(nats, subjects, service, position).await;

@@ -30,7 +30,6 @@ use uuid::Uuid;
 
 use super::cursor::Cursor;
 use super::frames::{Audience, Effect};
-use crate::metrics::Metrics;
 
 /// Close code for a socket whose queue overflowed.
 pub const SLOW_CONSUMER: u16 = 4008;
@@ -126,7 +125,6 @@ pub type LocalPresence = (Uuid, bool);
 pub struct Hub {
     state: Mutex<State>,
     next_id: AtomicU64,
-    metrics: Metrics,
     presence: mpsc::UnboundedSender<LocalPresence>,
 }
 
@@ -141,18 +139,13 @@ pub struct Registration {
 impl Hub {
     /// An empty hub starting at `cursor`; local presence changes go to
     /// `presence`.
-    pub fn new(
-        cursor: Cursor,
-        metrics: Metrics,
-        presence: mpsc::UnboundedSender<LocalPresence>,
-    ) -> Self {
+    pub fn new(cursor: Cursor, presence: mpsc::UnboundedSender<LocalPresence>) -> Self {
         Hub {
             state: Mutex::new(State {
                 cursor,
                 ..State::default()
             }),
             next_id: AtomicU64::new(1),
-            metrics,
             presence,
         }
     }
@@ -207,7 +200,7 @@ impl Hub {
         }
         let start = state.cursor;
         drop(state);
-        self.metrics.ws_open(1);
+        crate::metrics::ws_open(1);
         Registration { id, start }
     }
 
@@ -238,7 +231,7 @@ impl Hub {
         let Some(entry) = state.sockets.remove(&id) else {
             return;
         };
-        self.metrics.ws_open(-1);
+        crate::metrics::ws_open(-1);
         let last = match state.by_user.get_mut(&entry.user) {
             Some(ids) => {
                 ids.retain(|i| *i != id);
@@ -267,7 +260,7 @@ impl Hub {
             Effect::Frame(rendered) => {
                 let text = Utf8Bytes::from(rendered.frame(&state.cursor.encode()));
                 let n = deliver(&state, &rendered.audience, &text, &mut dropped);
-                self.metrics.ws_frames(n);
+                crate::metrics::ws_frames(n);
             }
             Effect::SessionEnded(session) => {
                 for entry in state.sockets.values().filter(|e| e.session == *session) {
@@ -294,14 +287,13 @@ impl Hub {
         let mut state = self.lock();
         let mut dropped = Vec::new();
         let n = deliver(&state, audience, &text, &mut dropped);
-        self.metrics.ws_frames(n);
+        crate::metrics::ws_frames(n);
         self.drop_all(&mut state, dropped);
     }
 
     fn drop_all(&self, state: &mut State, dropped: Vec<(u64, bool)>) {
         for (id, slow) in dropped {
             if slow {
-                self.metrics.ws_slow_closed();
                 if let Some(e) = state.sockets.get(&id) {
                     e.control.close(SLOW_CONSUMER);
                 }
@@ -373,7 +365,7 @@ mod tests {
 
     fn hub() -> (Hub, mpsc::UnboundedReceiver<LocalPresence>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Hub::new(Cursor::default(), Metrics::default(), tx), rx)
+        (Hub::new(Cursor::default(), tx), rx)
     }
 
     fn frame(audience: Audience) -> Effect {

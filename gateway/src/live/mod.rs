@@ -37,7 +37,6 @@ pub use origin::AllowedOrigins;
 pub use presence::Presence;
 
 use crate::error::Result;
-use crate::metrics::Metrics;
 use hub::Hub;
 use typing::Typing;
 
@@ -111,13 +110,12 @@ impl Live {
         pool: PgPool,
         nats: async_nats::Client,
         subjects: &Subjects,
-        metrics: Metrics,
         presence: Presence,
         stop: watch::Receiver<bool>,
     ) -> Result<Live> {
         let (feed, cursor) = feed::start(pool, nats.clone(), subjects).await?;
         let (local_tx, local_rx) = mpsc::unbounded_channel();
-        let hub = Arc::new(Hub::new(cursor, metrics, local_tx));
+        let hub = Arc::new(Hub::new(cursor, local_tx));
         tokio::spawn(feed.run(hub.clone(), settings.check, stop.clone()));
         let tracker = presence::Tracker::new(
             Uuid::new_v4(),

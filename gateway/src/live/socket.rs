@@ -52,7 +52,6 @@ use super::hub::{Control, Hub, Slot, RESUME_FAILED, SESSION_ENDED, SLOW_CONSUMER
 use super::typing::{TypingRate, TYPING_PER_SECOND};
 use crate::error::{ApiError, Result};
 use crate::extract::AuthUser;
-use crate::metrics::Metrics;
 use crate::routes::users;
 use crate::AppState;
 
@@ -132,7 +131,10 @@ pub async fn upgrade(
         .live
         .hub
         .reserve(user.user_id, settings.max_per_user)
-        .ok_or(ApiError::RateLimited(FULL_RETRY_AFTER))?;
+        .ok_or_else(|| {
+            crate::metrics::rate_limited("socket_per_user");
+            ApiError::RateLimited(FULL_RETRY_AFTER)
+        })?;
     let hard_limit = (settings.max_message * 2).max(64 * 1024);
     let cursor = q.get("cursor").cloned();
     Ok(ws
@@ -168,7 +170,6 @@ fn instant_of(at_ms: i64) -> Option<Instant> {
 struct Registered {
     hub: Arc<Hub>,
     id: u64,
-    metrics: Metrics,
     _slot: Slot,
 }
 
@@ -258,7 +259,6 @@ async fn run(
     let registered = Registered {
         hub: live.hub.clone(),
         id: registration.id,
-        metrics: state.metrics.clone(),
         _slot: slot,
     };
     // The token is accepted through second `exp`; the session itself ends
@@ -368,11 +368,19 @@ async fn run(
                     }
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => answered = true,
-                Some(Ok(Message::Close(_))) | None => return,
+                Some(Ok(Message::Close(frame))) => {
+                    crate::metrics::ws_closed(frame.map_or(1005, |f| f.code));
+                    return;
+                }
+                None => {
+                    crate::metrics::ws_closed(1006);
+                    return;
+                }
                 Some(Err(e)) => {
                     if too_big(e) {
                         return Box::pin(close(&mut socket, TOO_BIG, "message too big")).await;
                     }
+                    crate::metrics::ws_closed(1006);
                     return;
                 }
             },
@@ -431,10 +439,12 @@ async fn write(
 async fn stopped(socket: &mut WebSocket, stop: Stop, registered: &Registered) {
     registered.leave();
     let code = match stop {
-        Stop::Broken => return,
+        Stop::Broken => {
+            crate::metrics::ws_closed(1006);
+            return;
+        }
         Stop::TooSlow => {
             tracing::debug!("a frame missed the write deadline; closing as a slow consumer");
-            registered.metrics.ws_slow_closed();
             SLOW_CONSUMER
         }
         Stop::Close(code) => code,
@@ -450,6 +460,7 @@ async fn stopped(socket: &mut WebSocket, stop: Stop, registered: &Registered) {
 
 /// Sends a close frame and waits briefly for the client's answer.
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    crate::metrics::ws_closed(code);
     let frame = Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
@@ -491,6 +502,7 @@ async fn resume(
         shown: from,
         streams: Vec::new(),
         streams_upto: 0,
+        sent: 0,
     };
     let mut target = hub.cursor();
     let resumable = from.within(&target)
@@ -518,7 +530,9 @@ async fn resume(
         }
     }
     let start = hub.go_live(id).ok_or_else(gone)?;
-    Box::pin(replay.send_upto(start)).await
+    Box::pin(replay.send_upto(start)).await?;
+    crate::metrics::ws_resumed(replay.sent.saturating_sub(1));
+    Ok(())
 }
 
 fn gone() -> ApiError {
@@ -539,6 +553,8 @@ struct Replay<'a> {
     /// knew them at chat position `streams_upto`.
     streams: Vec<Uuid>,
     streams_upto: u64,
+    /// Frames queued so far, `hello` included.
+    sent: u64,
 }
 
 /// One log's part of a replay: what was read, up to where, and what is
@@ -554,11 +570,13 @@ struct Source {
 
 impl Replay<'_> {
     /// Queues one frame, waiting for room.
-    async fn send(&self, text: String) -> Result<()> {
+    async fn send(&mut self, text: String) -> Result<()> {
         self.out
             .send(Utf8Bytes::from(text))
             .await
-            .map_err(|_| gone())
+            .map_err(|_| gone())?;
+        self.sent += 1;
+        Ok(())
     }
 
     /// Makes sure the user's conversations are known up to chat position
@@ -739,6 +757,7 @@ impl Client {
     ) -> std::result::Result<(), (&'static str, String)> {
         let frames::ClientFrame::Typing { to, active } = frames::parse_client(text)?;
         if !self.rate.allow(Instant::now()) {
+            crate::metrics::rate_limited("typing");
             return Err((
                 "rate_limited",
                 format!("at most {TYPING_PER_SECOND} typing frames a second; this one was dropped"),

@@ -49,7 +49,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render_with_poison(&state.pool).await,
+        [(header::CONTENT_TYPE, forum_telemetry::server::CONTENT_TYPE)],
+        state.exporter.render().await,
     )
 }
