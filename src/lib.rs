@@ -6,10 +6,13 @@
 //!   and running them together under one shutdown signal.
 //! - [`replay_cli`]: `forum replay`: listing, rebuilding and verifying
 //!   projections.
+//! - [`progress`]: the progress of long command-line work (a bar on a
+//!   terminal, plain lines otherwise).
 //! - [`error`]: the crate's error type.
 
 pub mod config;
 pub mod error;
+pub mod progress;
 pub mod replay_cli;
 pub mod roles;
 

@@ -1,9 +1,8 @@
 //! `forum replay`: list, rebuild and verify projections, and retry the
 //! events they parked (see `docs/REPLAY.md`).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use forum_commands::notifications::deriver;
@@ -13,6 +12,7 @@ use forum_projections::Projection;
 use forum_store::setup;
 
 use crate::config::Common;
+use crate::progress::Progress;
 use crate::{Error, Result};
 
 /// What `forum replay` does.
@@ -262,19 +262,26 @@ async fn rebuild(
     Ok(())
 }
 
-/// Prints a rebuild's reports: a bar rewritten in place on a terminal,
-/// plain lines about once a second otherwise.
+/// Prints a rebuild's reports: what it does on stdout, and its progress
+/// ([`Progress`]: a bar on a terminal, plain lines once a second
+/// otherwise) on stderr.
+#[derive(Default)]
 struct Meter {
-    terminal: bool,
-    last: Option<Instant>,
+    progress: Option<Progress>,
 }
 
 impl Meter {
     fn new() -> Meter {
-        Meter {
-            terminal: std::io::stderr().is_terminal(),
-            last: None,
+        Meter::default()
+    }
+
+    /// Prints `line` on stdout, around the bar if there is one.
+    fn println(&self, line: &str) {
+        match &self.progress {
+            Some(p) => p.println(line),
+            None => println!("{line}"),
         }
+        let _ = std::io::stdout().flush();
     }
 
     fn report(&mut self, r: Report) {
@@ -288,14 +295,16 @@ impl Meter {
                 match resumed_from {
                     Some(cps) => {
                         let at: Vec<String> = cps.iter().map(|(s, p)| format!("{s} {p}")).collect();
-                        println!(
+                        self.println(&format!(
                             "resuming {projection} v{version} from {} (live: v{live})",
                             at.join(", ")
-                        );
+                        ));
                     }
-                    None => println!("rebuilding {projection} v{version} (live: v{live})"),
+                    None => self.println(&format!(
+                        "rebuilding {projection} v{version} (live: v{live})"
+                    )),
                 }
-                let _ = std::io::stdout().flush();
+                self.progress = Some(Progress::new(projection, 0, "events"));
             }
             Report::Progress {
                 projection,
@@ -304,44 +313,23 @@ impl Meter {
                 applied,
                 elapsed,
             } => {
-                let now = Instant::now();
-                let due = self
-                    .last
-                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-                if !self.terminal && !due {
-                    return;
-                }
-                self.last = Some(now);
+                let progress = self
+                    .progress
+                    .get_or_insert_with(|| Progress::new(projection, total, "events"));
                 let rate = applied as f64 / elapsed.as_secs_f64().max(1e-3);
-                let eta = if rate > 0.0 {
-                    format!("{:.0}s", total.saturating_sub(done) as f64 / rate)
-                } else {
-                    "?".into()
-                };
-                if self.terminal {
-                    let width = 30usize;
-                    let filled = (done as f64 / total.max(1) as f64 * width as f64) as usize;
-                    eprint!(
-                        "\r{projection} [{}{}] {done}/{total} events, {rate:.0} events/s, ETA {eta}  ",
-                        "#".repeat(filled.min(width)),
-                        ".".repeat(width - filled.min(width))
-                    );
-                } else {
-                    eprintln!("{projection}: {done}/{total} events, {rate:.0} events/s, ETA {eta}");
-                }
+                progress.set(done, total, rate, "");
             }
             Report::Parked {
                 projection,
                 version,
                 events,
             } => {
-                if self.terminal {
-                    eprintln!();
-                }
                 for e in &events {
-                    println!("parked on {projection} v{version}: {}", parked_line(e));
+                    self.println(&format!(
+                        "parked on {projection} v{version}: {}",
+                        parked_line(e)
+                    ));
                 }
-                let _ = std::io::stdout().flush();
             }
             Report::Switched {
                 projection,
@@ -351,21 +339,21 @@ impl Meter {
                 parked,
                 elapsed,
             } => {
-                if self.terminal {
-                    eprintln!();
+                if let Some(progress) = self.progress.take() {
+                    progress.finish();
                 }
                 let rate = applied as f64 / elapsed.as_secs_f64().max(1e-3);
                 let retired = retired
                     .map(|v| format!("v{v}"))
                     .unwrap_or_else(|| "-".into());
-                println!(
+                self.println(&format!(
                     "switched {projection} to v{version} (retired {retired}): {applied} events in {:.1}s, {rate:.0} events/s",
                     elapsed.as_secs_f64()
-                );
+                ));
                 if parked > 0 {
-                    println!(
+                    self.println(&format!(
                         "{projection} v{version}: {parked} event(s) parked (see `forum replay list`)"
-                    );
+                    ));
                 }
             }
         }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Cli, Command, Common, GatewayArgs, ServiceArgs};
+use crate::progress::Progress;
 use crate::{Error, Result};
 
 /// Runs the command of `cli`.
@@ -40,9 +41,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     });
     let common = cli.common;
     match cli.command {
-        Command::Migrate => migrate(&common).await,
+        Command::Migrate => migrate(&common, true).await,
         Command::Up { gateway, service } => {
-            migrate(&common).await?;
+            migrate(&common, false).await?;
             let pool = shared_pool(&common).await?;
             // Shutdown in stages: the gateway drains its requests first,
             // while the services and projectors they wait on still run.
@@ -135,18 +136,36 @@ async fn connect(
 }
 
 /// Creates the database, applies migrations, creates the stream and makes
-/// sure every projection has a live version (so every read view exists).
+/// sure every projection has a live version (so every read view exists),
+/// showing its steps when `show_progress` (see [`Progress`]).
 ///
 /// # Errors
 /// When Postgres or NATS refuse.
-pub async fn migrate(common: &Common) -> Result<()> {
+pub async fn migrate(common: &Common, show_progress: bool) -> Result<()> {
+    let projections = forum_projections::all();
+    let total = 3 + projections.len() as u64;
+    let mut progress = if show_progress {
+        Progress::new("migrate", total, "steps")
+    } else {
+        Progress::silent()
+    };
+    let mut step = |done: u64, what: &str| {
+        let rate = done as f64 / progress.elapsed().as_secs_f64().max(1e-3);
+        progress.set(done, total, rate, what);
+    };
+    step(0, "the database");
     setup::create_database(&common.database_url).await?;
     let (pool, nats, subjects) = connect(common, None, "migrate").await?;
+    step(1, "the schema and the event logs");
     setup::migrate(&pool).await?;
+    step(2, "the stream");
     setup::ensure_stream(&async_nats::jetstream::new(nats), &subjects).await?;
-    for p in forum_projections::all() {
-        registry::ensure_live(&pool, &*p).await?;
+    for (i, p) in projections.iter().enumerate() {
+        step(3 + i as u64, &format!("the live version of {}", p.name()));
+        registry::ensure_live(&pool, &**p).await?;
     }
+    step(total, "done");
+    progress.finish();
     tracing::info!(stream = %subjects.stream_name(), "migrated");
     Ok(())
 }

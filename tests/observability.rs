@@ -440,3 +440,36 @@ async fn with_an_otlp_endpoint_every_span_of_a_write_is_exported_under_its_reque
     })
     .await;
 }
+
+#[test]
+fn forum_migrate_reports_its_steps_as_plain_lines_when_not_on_a_terminal() {
+    let sys = System::empty();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forum"))
+        .arg("migrate")
+        .env("FORUM_DATABASE_URL", &sys.db_url)
+        .env("FORUM_NATS_URL", common::NATS_URL)
+        .env("FORUM_PREFIX", &sys.prefix)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run forum migrate");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("migrate: ")).collect();
+    let first = lines.first().expect("a first progress line");
+    let last = lines.last().expect("a last progress line");
+    assert!(
+        first.starts_with("migrate: 0/") && first.ends_with(", the database"),
+        "{err}"
+    );
+    let total = first["migrate: 0/".len()..]
+        .split(' ')
+        .next()
+        .expect("total");
+    assert!(
+        last.starts_with(&format!("migrate: {total}/{total} steps")),
+        "{err}"
+    );
+    assert!(last.ends_with(", done"), "{err}");
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err}");
+}

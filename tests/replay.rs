@@ -168,6 +168,14 @@ async fn a_rebuild_equals_live_and_the_projector_follows_the_new_version() {
     let (ok, out, err) = run_replay(&sys, &["rebuild", "--all"]).await;
     assert!(ok, "rebuild failed: {out}{err}");
     assert!(out.contains("switched users to v2 (retired v1)"), "{out}");
+    // Not on a terminal, progress comes as plain lines, without a bar's
+    // control characters.
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("users: ") && l.contains(" events/s, ETA ")),
+        "{err}"
+    );
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err}");
     assert!(
         out.contains("switched sessions to v2 (retired v1)"),
         "{out}"
