@@ -392,7 +392,8 @@ fn decode_component(s: &str) -> Option<String> {
 }
 
 /// The request's correlation id: the client's `X-Request-Id` when it is a
-/// UUID, else a new one. Set by the request-id middleware.
+/// UUID, a UUIDv5 of it when it is another id, else a new one. Set by the
+/// request-id middleware.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestId(pub Uuid);
 

@@ -214,18 +214,21 @@ async fn observe(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| Uuid::parse_str(v).ok())
-        .unwrap_or_else(Uuid::now_v7);
+    let (given, id) = request_id(req.headers());
     req.extensions_mut().insert(RequestId(id));
-    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), correlation_id = %id);
+    let span = match &given {
+        Some(given) if Uuid::parse_str(given).is_err() => {
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), correlation_id = %id, request_id = %given)
+        }
+        _ => {
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), correlation_id = %id)
+        }
+    };
     forum_telemetry::correlate(&span, id);
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+    let echoed = given.unwrap_or_else(|| id.to_string());
+    if let Ok(v) = HeaderValue::from_str(&echoed) {
         response.headers_mut().insert("x-request-id", v);
     }
     let took = started.elapsed();
@@ -239,6 +242,31 @@ async fn observe(mut req: Request, next: Next) -> Response {
         }
     });
     response
+}
+
+/// Longest `X-Request-Id` taken from a client.
+const REQUEST_ID_MAX: usize = 128;
+
+/// The client's `X-Request-Id` when it is 1 to 128 visible ASCII
+/// characters (a UUID, or a proxy's id such as nginx's `$request_id`), and
+/// the request's correlation id: that id when it is a UUID, else a UUIDv5
+/// of it (the same id always stands for the same correlation id), else,
+/// without a usable header, a new UUIDv7.
+fn request_id(headers: &axum::http::HeaderMap) -> (Option<String>, Uuid) {
+    let given = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=REQUEST_ID_MAX).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_string);
+    let id = match &given {
+        Some(v) => {
+            Uuid::parse_str(v).unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, v.as_bytes()))
+        }
+        None => Uuid::now_v7(),
+    };
+    (given, id)
 }
 
 /// Binds `addr` with a listen backlog large enough for thousands of sockets

@@ -26,7 +26,10 @@ Every response of a limited route carries `RateLimit-Limit` (requests allowed at
 (requests left now) and `RateLimit-Reset` (seconds until the budget is full again); a refused request is \
 429 `rate_limited` with `Retry-After` (whole seconds, at least 1). A request refused before any work \
 (401, 408, 413, 415, 429) records no outcome for its `Idempotency-Key`. A body that does not arrive within the server's body \
-timeout is 408 `request_timeout` (the connection closes)."),
+timeout is 408 `request_timeout` (the connection closes). \
+Request ids: every answer carries `X-Request-Id`: the request's own when it sent one of 1 to 128 visible ASCII \
+characters, else a new UUID. It is the correlation id stored with the events the request wrote and logged by \
+every process that handled them (a request id that is not a UUID stands for the UUIDv5 of it)."),
     paths(
         routes::ops::healthz, routes::ops::readyz, routes::ops::metrics,
         routes::auth::register, routes::auth::login, routes::auth::logout, routes::auth::me,
