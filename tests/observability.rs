@@ -212,9 +212,57 @@ async fn every_role_serves_each_of_its_metric_families_with_samples_during_a_sma
     let mut resumed = connect(&sys.base, &bob, Some(&cursor)).await;
     resumed.expect("post.new", FRAME_WAIT).await;
     drop(resumed);
-    append_undecodable(&sys).await;
 
+    // Lag: with the posts relay's checkpoint and the posts projection's held
+    // by the test, an event appended to the posts log waits, and the
+    // relay, the projector and the deriver (nothing is published) report
+    // it, in events and seconds, until the test lets go.
     let http = &sys.http;
+    let pool = sys.pool().await;
+    let mut held = pool.begin().await.expect("begin");
+    sqlx::query("select published_position from posts.outbox for update")
+        .execute(&mut *held)
+        .await
+        .expect("hold the relay");
+    sqlx::query(
+        "select position from proj.checkpoints
+         where projection = 'posts' and service = 'posts' for update",
+    )
+    .execute(&mut *held)
+    .await
+    .expect("hold the projection");
+    append_undecodable(&sys).await;
+    let posts_metrics = &services[1].1.metrics;
+    let notifications_metrics = &services[3].1.metrics;
+    for (base, series) in [
+        (posts_metrics, "forum_relay_lag_events{service=\"posts\"}"),
+        (posts_metrics, "forum_relay_lag_seconds{service=\"posts\"}"),
+        (
+            &projector.metrics,
+            "forum_projection_lag_events{projection=\"posts\",source=\"posts\"}",
+        ),
+        (
+            &projector.metrics,
+            "forum_projection_lag_seconds{projection=\"posts\",source=\"posts\"}",
+        ),
+        (
+            notifications_metrics,
+            "forum_deriver_lag_events{source=\"posts\"}",
+        ),
+        (
+            notifications_metrics,
+            "forum_deriver_lag_seconds{source=\"posts\"}",
+        ),
+    ] {
+        let text = scrape(http, base).await;
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert!(value.is_some_and(|v| v > 0.0), "{series} in\n{text}");
+    }
+    held.rollback().await.expect("let go");
+
     let gateway_families = [
         "forum_http_requests_total",
         "forum_http_request_duration_seconds_count",
