@@ -666,6 +666,8 @@ async fn decide_batch<D: Domain>(
                 // with savepoints, where it is left to the projector or the
                 // deriver.
                 tracing::debug!(%service, error = %e, n, "inline work failed; trying again guarded");
+                metrics::counter!(names::INLINE_FALLBACKS, "service" => service.as_str())
+                    .increment(1);
                 guards.failed();
                 continue;
             }

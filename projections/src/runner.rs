@@ -66,6 +66,14 @@ async fn step_inner(
     batch: i64,
 ) -> Result<Option<Stepped>> {
     let schema = p.schema(version);
+    // With the read models applied inline, the log's head is almost always
+    // at the checkpoint already: find that out without taking the
+    // checkpoint, which an append applying this projection inline at that
+    // moment would otherwise find taken (and leave its work to this
+    // projector, the write then waiting for it).
+    if caught_up(pool, p, version, service).await? {
+        return Ok(None);
+    }
     let mut tx = pool.begin().await?;
     // An append applying this projection inline holds the checkpoint until
     // it commits, and then the events are applied: nothing to do now (the
@@ -134,6 +142,32 @@ fn applied(projection: &'static str, events: &[RecordedEvent], parked: &[Parked]
         .iter()
         .filter(|e| !parked.iter().any(|p| p.position == e.position));
     forum_telemetry::logs::followed(projection, "applied", applied);
+}
+
+/// Whether the checkpoint of (`p`, `version`) in `service`'s log is at the
+/// log's head, read without locking anything (a checkpoint not there yet is
+/// not caught up: the locking path creates it). [`step`] asks it first.
+///
+/// # Errors
+/// Database failure.
+pub async fn caught_up(
+    pool: &PgPool,
+    p: &dyn Projection,
+    version: u32,
+    service: Service,
+) -> Result<bool> {
+    let caught_up: Option<bool> = sqlx::query_scalar(&format!(
+        "select c.position >= (select coalesce(max(position), 0) from {}.events)
+         from proj.checkpoints c
+         where c.projection = $1 and c.version = $2 and c.service = $3",
+        service.as_str()
+    ))
+    .bind(p.name())
+    .bind(version as i32)
+    .bind(service.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(caught_up.unwrap_or(false))
 }
 
 /// The checkpoint, locked; `None` while another transaction holds it.

@@ -51,6 +51,8 @@ pub const APPENDS: &str = "forum_appends_total";
 pub const APPENDED_EVENTS: &str = "forum_appended_events_total";
 /// Events per committed append.
 pub const GROUP_COMMIT_EVENTS: &str = "forum_group_commit_events";
+/// Batches whose unguarded inline work failed and were tried again guarded.
+pub const INLINE_FALLBACKS: &str = "forum_inline_fallbacks_total";
 /// Events the outbox relay published.
 pub const RELAY_PUBLISHED: &str = "forum_relay_published_total";
 /// Events the notifications deriver went through, by source log.
@@ -139,6 +141,10 @@ pub(crate) fn describe() {
     describe_counter!(APPENDS, "Committed appends (group commits).");
     describe_counter!(APPENDED_EVENTS, "Events appended.");
     describe_histogram!(GROUP_COMMIT_EVENTS, "Events per committed append.");
+    describe_counter!(
+        INLINE_FALLBACKS,
+        "Batches whose unguarded inline work failed and were tried again guarded."
+    );
     describe_counter!(
         RELAY_PUBLISHED,
         "Events the outbox relay published to JetStream."
