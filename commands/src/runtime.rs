@@ -1312,6 +1312,17 @@ mod tests {
     }
 
     #[test]
+    fn a_commands_metric_label_is_its_subjects_last_token_or_other() {
+        assert_eq!(command_label("forum.cmd.posts.create_post"), "create_post");
+        assert_eq!(command_label("forum.cmd.posts.Create-Post"), "other");
+        assert_eq!(command_label("forum.cmd.posts."), "other");
+        assert_eq!(
+            command_label(&format!("forum.cmd.posts.{}", "a".repeat(41))),
+            "other"
+        );
+    }
+
+    #[test]
     fn the_heads_to_announce_are_the_highest_positions_per_log_of_the_accepted_replies() {
         let accepted = |positions: Vec<(Service, u64)>| Reply::Accepted {
             positions,

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use forum_events::Service;
 use sqlx::PgPool;
@@ -16,6 +16,9 @@ use crate::recorder;
 
 /// How long a scrape waits for one of its Postgres reads.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the gauges read from Postgres serve later scrapes.
+const FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// What a process reports at scrape time besides its pool and NATS link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,8 @@ struct Inner {
     pool: PgPool,
     nats: Option<async_nats::Client>,
     sources: Vec<Source>,
+    /// The last gauges read from Postgres, and when.
+    cached: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
 
 impl Exporter {
@@ -52,6 +57,7 @@ impl Exporter {
                 pool,
                 nats,
                 sources,
+                cached: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -96,12 +102,30 @@ impl Exporter {
             );
             w.sample(g::NATS_CONNECTS, &[], connects as f64);
         }
+        out.push_str(&self.read_at_scrape().await);
+        out
+    }
+
+    /// The gauges of [`Source`]s: read from Postgres at most once a
+    /// [`FRESH_FOR`], however many scrapes come (`/metrics` is not rate
+    /// limited: a flood of scrapes must not become a flood of queries).
+    /// Concurrent scrapes wait for the one read under way.
+    async fn read_at_scrape(&self) -> String {
+        let mut cached = self.inner.cached.lock().await;
+        if let Some((at, text)) = &*cached {
+            if at.elapsed() < FRESH_FOR {
+                return text.clone();
+            }
+        }
+        let mut text = String::new();
+        let mut w = Text(&mut text);
         for source in &self.inner.sources {
             if let Err(e) = self.source(&mut w, source).await {
                 tracing::warn!(?source, error = %e, "gauges left out of this scrape");
             }
         }
-        out
+        *cached = Some((Instant::now(), text.clone()));
+        text
     }
 
     async fn source(&self, w: &mut Text<'_>, source: &Source) -> Result<(), String> {
