@@ -47,6 +47,8 @@ struct Inner {
     sources: Vec<Source>,
     /// The last gauges read from Postgres, and when.
     cached: tokio::sync::Mutex<Option<(Instant, String)>>,
+    /// How long they serve later scrapes.
+    fresh_for: Duration,
 }
 
 impl Exporter {
@@ -58,6 +60,22 @@ impl Exporter {
                 nats,
                 sources,
                 cached: tokio::sync::Mutex::new(None),
+                fresh_for: FRESH_FOR,
+            }),
+        }
+    }
+
+    /// The same exporter, whose gauges read from Postgres serve later
+    /// scrapes for `fresh_for` (a second by default).
+    pub fn fresh_for(self, fresh_for: Duration) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                pool: inner.pool.clone(),
+                nats: inner.nats.clone(),
+                sources: inner.sources.clone(),
+                cached: tokio::sync::Mutex::new(None),
+                fresh_for,
             }),
         }
     }
@@ -107,13 +125,13 @@ impl Exporter {
     }
 
     /// The gauges of [`Source`]s: read from Postgres at most once a
-    /// [`FRESH_FOR`], however many scrapes come (`/metrics` is not rate
+    /// [`FRESH_FOR`] (or [`Exporter::fresh_for`]), however many scrapes come (`/metrics` is not rate
     /// limited: a flood of scrapes must not become a flood of queries).
     /// Concurrent scrapes wait for the one read under way.
     async fn read_at_scrape(&self) -> String {
         let mut cached = self.inner.cached.lock().await;
         if let Some((at, text)) = &*cached {
-            if at.elapsed() < FRESH_FOR {
+            if at.elapsed() < self.inner.fresh_for {
                 return text.clone();
             }
         }
