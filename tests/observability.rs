@@ -364,7 +364,7 @@ async fn line_of(role: &Observed, id: Uuid, what: &str) -> String {
 
 /// The debug logs that carry correlation ids, and little else.
 const TRACE_LOG: &str =
-    "warn,forum_gateway=debug,forum_commands::runtime=debug,forum::follow=debug";
+    "warn,forum_gateway=debug,forum_commands::runtime=trace,forum::follow=debug";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_request_id_is_followed_from_the_answer_to_the_service_and_projector_logs() {
@@ -400,6 +400,15 @@ async fn one_request_id_is_followed_from_the_answer_to_the_service_and_projector
     assert!(answered.contains("status=201"), "{answered}");
     let decided = line_of(&posts, id, "answered").await;
     assert!(decided.contains("command=create_post"), "{decided}");
+    // A target's trace level is logged too (the steps of each batch).
+    assert!(
+        posts
+            .log()
+            .lines()
+            .any(|l| l.contains("TRACE") && l.contains("batch transaction")),
+        "{}",
+        posts.log()
+    );
     assert!(decided.contains("outcome=\"accepted\""), "{decided}");
     let applied = line_of(&projector, id, "applied").await;
     assert!(applied.contains("event_type=post_created"), "{applied}");

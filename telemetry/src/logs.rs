@@ -33,6 +33,17 @@ const EXPORT_FILTER: &str =
 
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
+/// The log lines on stderr, coloured only on a terminal.
+fn log_lines<S>() -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+}
+
 /// Flushes the exported spans when dropped (at the end of `main`).
 #[must_use = "dropping the guard stops the export"]
 pub struct Guard {
@@ -69,11 +80,6 @@ impl Drop for Guard {
 pub fn init(role: &str) -> Result<Guard> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_filter(filter);
     let wanted = [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -81,9 +87,16 @@ pub fn init(role: &str) -> Result<Guard> {
     .iter()
     .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()));
     if !wanted {
-        let _ = tracing_subscriber::registry().with(fmt).try_init();
+        // One global filter: what it refuses is never even built.
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(log_lines())
+            .try_init();
         return Ok(Guard { provider: None });
     }
+    // The exporter takes the forum's spans whatever the log shows: each
+    // layer has its own filter.
+    let fmt = log_lines().with_filter(filter);
     let built = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
@@ -92,6 +105,7 @@ pub fn init(role: &str) -> Result<Guard> {
         Ok(e) => e,
         Err(e) => {
             let _ = tracing_subscriber::registry().with(fmt).try_init();
+
             return Err(Error::Otlp(e.to_string()));
         }
     };
