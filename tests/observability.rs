@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ws::{connect, FRAME_WAIT};
-use common::{eventually, Observed, System};
-use forum_events::{Metadata, NewEvent, Service};
-use forum_store::log::{self, Pending};
+use common::{append_posts, eventually, undecodable_event, until, Observed, System};
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -75,19 +73,16 @@ async fn families(
     required: &[&str],
     present: &[&str],
 ) -> String {
-    let deadline = std::time::Instant::now() + WITHIN;
-    loop {
+    until(WITHIN, || async {
         let text = scrape(http, base).await;
         let gone = missing(&text, required, present);
         if gone.is_empty() {
-            return text;
+            Ok(text)
+        } else {
+            Err(format!("{base}: no samples of {gone:?} in\n{text}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{base}: no samples of {gone:?} in\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Every role reports these.
@@ -97,32 +92,6 @@ const PROCESS: [&str; 4] = [
     "forum_nats_connected",
     "forum_nats_connects_total",
 ];
-
-/// Appends an event whose payload does not decode straight into the posts
-/// log, as the service does (append lock held): the projector parks it.
-async fn append_undecodable(sys: &System) {
-    let pool = sys.pool().await;
-    let mut tx = pool.begin().await.expect("begin");
-    log::lock(&mut tx, Service::Posts).await.expect("lock");
-    let event = NewEvent {
-        stream_id: Uuid::new_v4(),
-        version: 1,
-        event_id: Uuid::new_v4(),
-        event_type: "comment_created",
-        schema_version: 1,
-        payload: vec![0xde, 0xad, 0xbe, 0xef],
-    };
-    let metadata = Metadata {
-        correlation_id: Uuid::new_v4(),
-        causation_id: Uuid::new_v4(),
-        actor: None,
-        recorded_at_us: 1_700_000_000_000_000,
-    };
-    log::append(&mut tx, Service::Posts, vec![Pending { event, metadata }])
-        .await
-        .expect("append");
-    tx.commit().await.expect("commit");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_role_serves_each_of_its_metric_families_with_samples_during_a_small_load() {
@@ -231,7 +200,7 @@ async fn every_role_serves_each_of_its_metric_families_with_samples_during_a_sma
     .execute(&mut *held)
     .await
     .expect("hold the projection");
-    append_undecodable(&sys).await;
+    append_posts(&pool, vec![undecodable_event()]).await;
     let posts_metrics = &services[1].1.metrics;
     let notifications_metrics = &services[3].1.metrics;
     for (base, series) in [
@@ -255,19 +224,18 @@ async fn every_role_serves_each_of_its_metric_families_with_samples_during_a_sma
         ),
     ] {
         // Scrapes within a second of each other share one read.
-        let deadline = std::time::Instant::now() + WITHIN;
-        loop {
+        until(WITHIN, || async {
             let text = scrape(http, base).await;
             let value = text
                 .lines()
                 .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
                 .and_then(|v| v.trim().parse::<f64>().ok());
-            if value.is_some_and(|v| v > 0.0) {
-                break;
+            match value {
+                Some(v) if v > 0.0 => Ok(()),
+                _ => Err(format!("{series} in\n{text}")),
             }
-            assert!(std::time::Instant::now() < deadline, "{series} in\n{text}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
     }
     held.rollback().await.expect("let go");
 
@@ -344,22 +312,38 @@ async fn every_role_serves_each_of_its_metric_families_with_samples_during_a_sma
     );
 }
 
+/// Creates a post with the request id `id`; its answer must be `201`.
+async fn create_post_with_id(
+    sys: &System,
+    token: &str,
+    id: Uuid,
+    title: &str,
+) -> reqwest::Response {
+    let resp = sys
+        .http
+        .post(sys.url("/api/posts"))
+        .bearer_auth(token)
+        .header("x-request-id", id.to_string())
+        .json(&json!({"title": title, "content": "follow me", "categories": ["news"]}))
+        .send()
+        .await
+        .expect("create post");
+    assert_eq!(resp.status().as_u16(), 201);
+    resp
+}
+
 /// The first line of `role`'s log that holds `what` and the correlation id
 /// `id`; panics with the whole log when none comes within [`WITHIN`].
 async fn line_of(role: &Observed, id: Uuid, what: &str) -> String {
     let field = format!("correlation_id={id}");
-    let deadline = std::time::Instant::now() + WITHIN;
-    loop {
+    until(WITHIN, || async {
         let log = role.log();
-        if let Some(line) = log.lines().find(|l| l.contains(&field) && l.contains(what)) {
-            return line.to_string();
+        match log.lines().find(|l| l.contains(&field) && l.contains(what)) {
+            Some(line) => Ok(line.to_string()),
+            None => Err(format!("no line with {what} and {field} in:\n{log}")),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no line with {what} and {field} in:\n{log}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await
 }
 
 /// The debug logs that carry correlation ids, and little else.
@@ -382,16 +366,7 @@ async fn one_request_id_is_followed_from_the_answer_to_the_service_and_projector
     let (ann, _) = sys.register("ann_trace").await;
 
     let id = Uuid::now_v7();
-    let resp = sys
-        .http
-        .post(sys.url("/api/posts"))
-        .bearer_auth(&ann)
-        .header("x-request-id", id.to_string())
-        .json(&json!({"title": "traced", "content": "follow me", "categories": ["news"]}))
-        .send()
-        .await
-        .expect("create post");
-    assert_eq!(resp.status().as_u16(), 201);
+    let resp = create_post_with_id(&sys, &ann, id, "traced").await;
     assert_eq!(
         resp.headers()["x-request-id"].to_str().ok(),
         Some(id.to_string().as_str())
@@ -487,16 +462,7 @@ async fn with_an_otlp_endpoint_every_span_of_a_write_is_exported_under_its_reque
     .await;
     let (ann, _) = sys.register("ann_otlp").await;
     let id = Uuid::now_v7();
-    let resp = sys
-        .http
-        .post(sys.url("/api/posts"))
-        .bearer_auth(&ann)
-        .header("x-request-id", id.to_string())
-        .json(&json!({"title": "exported", "content": "spans", "categories": ["news"]}))
-        .send()
-        .await
-        .expect("create post");
-    assert_eq!(resp.status().as_u16(), 201);
+    create_post_with_id(&sys, &ann, id, "exported").await;
     // The trace id is the request id's 16 bytes, in the gateway's `http`
     // span, the service's `command` span and the projector's `follow` span.
     let trace = id.into_bytes();

@@ -10,10 +10,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::ws::{connect, FRAME_WAIT};
-use common::{eventually, System};
+use common::{append_posts, eventually, undecodable_event, System};
 use forum_events::posts::{PostCreated, PostEvent};
-use forum_events::{Metadata, NewEvent, RecordedEvent, Service};
-use forum_store::log::{self, Pending};
+use forum_events::NewEvent;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -46,35 +45,6 @@ async fn run_replay(sys: &System, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn metadata() -> Metadata {
-    Metadata {
-        correlation_id: Uuid::new_v4(),
-        causation_id: Uuid::new_v4(),
-        actor: None,
-        recorded_at_us: 1_700_000_000_000_000,
-    }
-}
-
-/// Appends straight into the posts log, as the service does (append lock
-/// held), on streams of their own so the service's write model never
-/// meets them.
-async fn append(pool: &sqlx::PgPool, events: Vec<NewEvent>) -> Vec<RecordedEvent> {
-    let mut tx = pool.begin().await.expect("begin");
-    log::lock(&mut tx, Service::Posts).await.expect("lock");
-    let pending = events
-        .into_iter()
-        .map(|event| Pending {
-            event,
-            metadata: metadata(),
-        })
-        .collect();
-    let recorded = log::append(&mut tx, Service::Posts, pending)
-        .await
-        .expect("append");
-    tx.commit().await.expect("commit");
-    recorded
-}
-
 /// A `post_created` whose content Postgres cannot store (U+0000).
 fn post_with_nul(author: Uuid) -> NewEvent {
     let id = Uuid::new_v4();
@@ -92,18 +62,6 @@ fn post_with_nul(author: Uuid) -> NewEvent {
             created_at_us: 1_700_000_000_000_000,
         }),
     )
-}
-
-/// A `comment_created` whose payload does not decode.
-fn undecodable() -> NewEvent {
-    NewEvent {
-        stream_id: Uuid::new_v4(),
-        version: 1,
-        event_id: Uuid::new_v4(),
-        event_type: "comment_created",
-        schema_version: 1,
-        payload: vec![0xde, 0xad, 0xbe, 0xef],
-    }
 }
 
 /// (follower, version, position, attempts) of every parked event.
@@ -151,7 +109,7 @@ async fn events_the_projections_cannot_apply_are_parked_and_everything_goes_on()
     assert_eq!(status, 201, "{before}");
 
     let ann_uuid: Uuid = ann_id.parse().expect("user id");
-    let bad = append(&pool, vec![post_with_nul(ann_uuid), undecodable()]).await;
+    let bad = append_posts(&pool, vec![post_with_nul(ann_uuid), undecodable_event()]).await;
     let (nul_at, undecodable_at) = (bad[0].position as i64, bad[1].position as i64);
 
     // Parked by the projection (both) and by the deriver (the one it

@@ -216,14 +216,12 @@ async fn observe(mut req: Request, next: Next) -> Response {
         .to_string();
     let (given, id) = request_id(req.headers());
     req.extensions_mut().insert(RequestId(id));
-    let span = match &given {
-        Some(given) if Uuid::parse_str(given).is_err() => {
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), correlation_id = %id, request_id = %given)
-        }
-        _ => {
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), correlation_id = %id)
-        }
-    };
+    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(),
+        correlation_id = %id, request_id = tracing::field::Empty);
+    // A proxy's id is logged beside the correlation id it stands for.
+    if let Some(given) = given.as_deref().filter(|g| Uuid::parse_str(g).is_err()) {
+        span.record("request_id", tracing::field::display(given));
+    }
     forum_telemetry::correlate(&span, id);
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status();

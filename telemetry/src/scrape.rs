@@ -151,70 +151,53 @@ impl Exporter {
         match source {
             Source::Relays(services) => {
                 let rows = timed(lags(pool, relay_sql(services))).await?;
-                w.family(
-                    g::RELAY_LAG_EVENTS,
-                    "gauge",
-                    "Committed events not yet published, by service.",
-                );
-                for r in &rows {
-                    w.sample(
+                w.lags(
+                    &rows,
+                    (
                         g::RELAY_LAG_EVENTS,
-                        &[("service", &r.source)],
-                        r.events as f64,
-                    );
-                }
-                w.family(
-                    g::RELAY_LAG_SECONDS,
-                    "gauge",
-                    "Age of the oldest unpublished event (0 when none).",
+                        "Committed events not yet published, by service.",
+                    ),
+                    (
+                        g::RELAY_LAG_SECONDS,
+                        "Age of the oldest unpublished event (0 when none).",
+                    ),
+                    |r| vec![("service", r.source.as_str())],
                 );
-                for r in &rows {
-                    w.sample(g::RELAY_LAG_SECONDS, &[("service", &r.source)], r.seconds);
-                }
             }
             Source::Deriver => {
                 let rows = timed(lags(pool, deriver_sql())).await?;
-                w.family(
-                    g::DERIVER_LAG_EVENTS,
-                    "gauge",
-                    "Events of a log the notifications deriver has not gone through.",
-                );
-                for r in &rows {
-                    w.sample(
+                w.lags(
+                    &rows,
+                    (
                         g::DERIVER_LAG_EVENTS,
-                        &[("source", &r.source)],
-                        r.events as f64,
-                    );
-                }
-                w.family(
-                    g::DERIVER_LAG_SECONDS,
-                    "gauge",
-                    "Age of the oldest of them (0 when none).",
+                        "Events of a log the notifications deriver has not gone through.",
+                    ),
+                    (
+                        g::DERIVER_LAG_SECONDS,
+                        "Age of the oldest of them (0 when none).",
+                    ),
+                    |r| vec![("source", r.source.as_str())],
                 );
-                for r in &rows {
-                    w.sample(g::DERIVER_LAG_SECONDS, &[("source", &r.source)], r.seconds);
-                }
             }
             Source::Projections => {
                 let rows = timed(lags(pool, projections_sql())).await?;
-                w.family(
-                    g::PROJECTION_LAG_EVENTS,
-                    "gauge",
-                    "Events of a log the live version of a projection has not applied.",
+                w.lags(
+                    &rows,
+                    (
+                        g::PROJECTION_LAG_EVENTS,
+                        "Events of a log the live version of a projection has not applied.",
+                    ),
+                    (
+                        g::PROJECTION_LAG_SECONDS,
+                        "Age of the oldest of them (0 when none).",
+                    ),
+                    |r| {
+                        vec![
+                            ("projection", r.follower.as_str()),
+                            ("source", r.source.as_str()),
+                        ]
+                    },
                 );
-                for r in &rows {
-                    let labels = [("projection", r.follower.as_str()), ("source", &r.source)];
-                    w.sample(g::PROJECTION_LAG_EVENTS, &labels, r.events as f64);
-                }
-                w.family(
-                    g::PROJECTION_LAG_SECONDS,
-                    "gauge",
-                    "Age of the oldest of them (0 when none).",
-                );
-                for r in &rows {
-                    let labels = [("projection", r.follower.as_str()), ("source", &r.source)];
-                    w.sample(g::PROJECTION_LAG_SECONDS, &labels, r.seconds);
-                }
             }
             Source::Poison(others) => {
                 let rows = timed(poison_counts(pool, others)).await?;
@@ -363,6 +346,25 @@ impl Text<'_> {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}");
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    /// The two gauges of one kind of follower's lag, `(name, help)` each:
+    /// events behind, and the age in seconds of the oldest of them.
+    fn lags(
+        &mut self,
+        rows: &[Lag],
+        events: (&str, &str),
+        seconds: (&str, &str),
+        labels: for<'a> fn(&'a Lag) -> Vec<(&'static str, &'a str)>,
+    ) {
+        self.family(events.0, "gauge", events.1);
+        for r in rows {
+            self.sample(events.0, &labels(r), r.events as f64);
+        }
+        self.family(seconds.0, "gauge", seconds.1);
+        for r in rows {
+            self.sample(seconds.0, &labels(r), r.seconds);
+        }
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {

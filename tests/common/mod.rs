@@ -411,13 +411,79 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    until(within, || {
+        let checked = check();
+        async move {
+            checked
+                .await
+                .ok_or_else(|| format!("timed out waiting for {what}"))
+        }
+    })
+    .await
+}
+
+/// Polls `check` until it returns `Ok`; after `within`, panics with the
+/// last `Err` (what was missing, and what was seen instead).
+pub async fn until<T, F, Fut>(within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let deadline = Instant::now() + within;
     loop {
-        if let Some(v) = check().await {
-            return v;
+        match check().await {
+            Ok(v) => return v,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Metadata of an event a test appends itself.
+pub fn test_metadata() -> forum_events::Metadata {
+    forum_events::Metadata {
+        correlation_id: Uuid::new_v4(),
+        causation_id: Uuid::new_v4(),
+        actor: None,
+        recorded_at_us: 1_700_000_000_000_000,
+    }
+}
+
+/// Appends straight into the posts log, as the service does (append lock
+/// held), on streams of their own so the service's write model never
+/// meets them.
+pub async fn append_posts(
+    pool: &sqlx::PgPool,
+    events: Vec<forum_events::NewEvent>,
+) -> Vec<forum_events::RecordedEvent> {
+    use forum_store::log;
+    let mut tx = pool.begin().await.expect("begin");
+    log::lock(&mut tx, forum_events::Service::Posts)
+        .await
+        .expect("lock");
+    let pending = events
+        .into_iter()
+        .map(|event| log::Pending {
+            event,
+            metadata: test_metadata(),
+        })
+        .collect();
+    let recorded = log::append(&mut tx, forum_events::Service::Posts, pending)
+        .await
+        .expect("append");
+    tx.commit().await.expect("commit");
+    recorded
+}
+
+/// A `comment_created` whose payload does not decode.
+pub fn undecodable_event() -> forum_events::NewEvent {
+    forum_events::NewEvent {
+        stream_id: Uuid::new_v4(),
+        version: 1,
+        event_id: Uuid::new_v4(),
+        event_type: "comment_created",
+        schema_version: 1,
+        payload: vec![0xde, 0xad, 0xbe, 0xef],
     }
 }
 
